@@ -1,0 +1,1 @@
+"""The admin listener: metrics, health, readiness (and, later, the admin API)."""

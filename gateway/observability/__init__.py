@@ -1,0 +1,1 @@
+"""Metrics, structured logs and (later) the audit trail."""

@@ -1,0 +1,325 @@
+"""The data plane: one handler that resolves context, routes and forwards, streaming.
+
+Request flow (see docs/architecture.md)::
+
+    client ip -> request id -> route -> [policy] -> upstream headers -> forward -> stream back
+
+Bodies are never buffered whole: request bodies stream to the upstream as they
+arrive (counted against the route's ``max_body``), response bodies stream back
+(small ones with a known length are sent in one write). Bytes pass through as
+sent: no decompression, no re-encoding of the path or query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from time import perf_counter
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.clientip import TrustedProxies
+from gateway.context import (
+    FORWARDING_HEADERS,
+    HOP_BY_HOP,
+    REQUEST_ID_HEADER,
+    IdentityHeaderRules,
+    accept_request_id,
+    connection_listed,
+    forwarded_pair,
+)
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable, render
+from gateway.observability.logging import access_logger, request_id_var
+from gateway.observability.metrics import UNMATCHED_ROUTE, GatewayMetrics
+from gateway.routing import Route, RouteTable
+from gateway.settings import Settings
+from gateway.websocket import proxy_websocket
+
+log = logging.getLogger("gateway.proxy")
+
+# Bodies up to this size with a known length are read and sent in one write.
+SMALL_BODY = 64 * 1024
+CLIENT_CLOSED = 499  # nginx's convention for "client went away before the answer"
+
+# Request headers never forwarded as sent: hop-by-hop, rebuilt by us, or handled by aiohttp.
+_REQUEST_SKIP = HOP_BY_HOP | FORWARDING_HEADERS | {"host", "expect", REQUEST_ID_HEADER.lower()}
+_RESPONSE_SKIP = HOP_BY_HOP | {REQUEST_ID_HEADER.lower()}
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class _BodyGuard:
+    """Counts request body bytes on their way upstream and remembers an overrun."""
+
+    __slots__ = ("limit", "received", "overrun")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.received = 0
+        self.overrun = False
+
+    async def stream(self, content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+        async for chunk in content.iter_any():
+            self.received += len(chunk)
+            if self.received > self.limit:
+                self.overrun = True
+                raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
+            yield chunk
+
+
+class Gateway:
+    """Holds what the data plane reads per request. Built once from Settings."""
+
+    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.routes = RouteTable.from_settings(settings.routes)
+        self.trusted = TrustedProxies(settings.trusted_proxies)
+        self.identity = IdentityHeaderRules(settings.identity_headers)
+        self.sessions: dict[str, aiohttp.ClientSession] = {}
+        self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._access_log = settings.log.access_log
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open_sessions(self) -> None:
+        """One pooled ClientSession per upstream origin, shared by every route that uses it."""
+        pool = self.settings.upstream_pool
+        for route in self.routes.routes:
+            if route.origin in self.sessions:
+                continue
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                limit_per_host=pool.max_connections,
+                keepalive_timeout=pool.keepalive_timeout,
+                ttl_dns_cache=60,
+            )
+            self.sessions[route.origin] = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                trust_env=False,
+            )
+
+    async def close_sessions(self) -> None:
+        for session in self.sessions.values():
+            await session.close()
+        self.sessions.clear()
+
+    async def close_websockets(self) -> None:
+        for ws in list(self.websockets):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"gateway shutting down")
+
+    # -- the handler -------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = perf_counter()
+        headers = request.headers
+        peer = request.remote or ""
+        trusted_peer = bool(self.trusted) and self.trusted.contains(peer)
+        client_ip = self.trusted.resolve(peer, headers.getall("X-Forwarded-For", ())) if trusted_peer else peer
+        request_id = accept_request_id(headers.get(REQUEST_ID_HEADER), trusted_peer)
+        token = request_id_var.set(request_id)
+        request["request_id"] = request_id
+        request["client_ip"] = client_ip
+        route_name = UNMATCHED_ROUTE
+        status = 500
+        upstream_time: float | None = None
+        sent = 0
+        self.metrics.in_flight.inc()
+        raw_path, _, query = request.raw_path.partition("?")
+        try:
+            route = self._match(request, raw_path)
+            route_name = route.name
+            if route.settings.websocket and _is_websocket_upgrade(headers):
+                ws_response = await proxy_websocket(
+                    self,
+                    request,
+                    route,
+                    self._upstream_headers(request, route, peer, trusted_peer, request_id, websocket=True),
+                    route.upstream_url(raw_path, query),
+                )
+                status = 101
+                return ws_response
+            upstream_headers = self._upstream_headers(request, route, peer, trusted_peer, request_id)
+            guard: _BodyGuard | None = None
+            data: AsyncIterator[bytes] | None = None
+            if request.body_exists:
+                length = request.content_length
+                if length is not None and length > route.settings.max_body:
+                    raise PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
+                guard = _BodyGuard(route.settings.max_body)
+                data = guard.stream(request.content)
+            session = self.sessions[route.origin]
+            forwarded_at = perf_counter()
+            try:
+                async with session.request(
+                    request.method,
+                    route.upstream_url(raw_path, query),
+                    headers=upstream_headers,
+                    data=data,
+                    allow_redirects=False,
+                    timeout=route.timeout,
+                ) as upstream:
+                    upstream_time = perf_counter() - forwarded_at
+                    if guard is not None and guard.overrun:
+                        raise PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
+                    response, sent, status = await self._respond(request, upstream, request_id)
+                    return response
+            except GatewayError:
+                raise
+            except (aiohttp.ClientError, TimeoutError, ConnectionResetError) as exc:
+                raise self._upstream_error(route, exc, guard) from exc
+        except GatewayError as error:
+            status = error.status
+            if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
+                self.metrics.upstream_errors.labels(route_name, error.code).inc()
+            return render(error, request_id)
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            raise
+        finally:
+            self.metrics.in_flight.dec()
+            duration = perf_counter() - started
+            self.metrics.observe_request(route_name, request.method, status, duration, upstream_time)
+            if self._access_log:
+                access_logger.info(
+                    "request",
+                    extra={
+                        "client_ip": client_ip,
+                        "route": route_name,
+                        "method": request.method,
+                        "path": raw_path,
+                        "status": status,
+                        "duration_ms": round(duration * 1000, 3),
+                        "upstream_ms": None if upstream_time is None else round(upstream_time * 1000, 3),
+                        "bytes_out": sent,
+                    },
+                )
+            request_id_var.reset(token)
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _match(self, request: web.Request, raw_path: str) -> Route:
+        if not raw_path.startswith("/"):
+            raise BadRequest("request target must be a path", code="request.bad_path")
+        path = request.path  # percent-decoded: what the upstream's router will see
+        if "." in path and any(segment in (".", "..") for segment in path.split("/")):
+            raise BadRequest("path must not contain '.' or '..' segments", code="request.bad_path")
+        if "\x00" in path:
+            raise BadRequest("path must not contain NUL", code="request.bad_path")
+        route = self.routes.match(request.method, path)
+        if route.settings.strip_prefix and not raw_path.startswith(route.settings.prefix):
+            # The prefix was percent-encoded in the request: refuse rather than guess where it ends.
+            raise BadRequest("encoded route prefix cannot be stripped", code="request.bad_path")
+        return route
+
+    def _upstream_headers(
+        self,
+        request: web.Request,
+        route: Route,
+        peer: str,
+        trusted_peer: bool,
+        request_id: str,
+        websocket: bool = False,
+    ) -> CIMultiDict[str]:
+        headers = request.headers
+        skip = _REQUEST_SKIP | connection_listed(headers) if "Connection" in headers else _REQUEST_SKIP
+        out: CIMultiDict[str] = CIMultiDict()
+        identity = self.identity
+        for name, value in headers.items():
+            lower = name.lower()
+            if lower in skip or (websocket and lower.startswith("sec-websocket-")):
+                continue
+            rule = identity.match(lower)
+            if rule is not None:
+                self.metrics.spoofed_headers.labels(rule).inc()
+                continue
+            out.add(name, value)
+        host = request.host
+        if route.settings.preserve_host and "Host" in headers:
+            out["Host"] = headers["Host"]
+        scheme = request.scheme
+        if trusted_peer:
+            previous_for = ", ".join(headers.getall("X-Forwarded-For", ()))
+            out["X-Forwarded-For"] = f"{previous_for}, {peer}" if previous_for else peer
+            out["X-Forwarded-Proto"] = headers.get("X-Forwarded-Proto", scheme)
+            out["X-Forwarded-Host"] = headers.get("X-Forwarded-Host", host)
+            previous = ", ".join(headers.getall("Forwarded", ()))
+            pair = forwarded_pair(peer, scheme, host)
+            out["Forwarded"] = f"{previous}, {pair}" if previous else pair
+        else:
+            out["X-Forwarded-For"] = peer
+            out["X-Forwarded-Proto"] = scheme
+            out["X-Forwarded-Host"] = host
+            out["Forwarded"] = forwarded_pair(peer, scheme, host)
+        out[REQUEST_ID_HEADER] = request_id
+        return out
+
+    async def _respond(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, request_id: str
+    ) -> tuple[web.StreamResponse, int, int]:
+        """Answer the client from the upstream response; returns (response, body bytes, status to record)."""
+        headers = _response_headers(upstream.headers)
+        headers[REQUEST_ID_HEADER] = request_id
+        length = upstream.content_length
+        status = upstream.status
+        if (
+            length is not None
+            and length <= SMALL_BODY
+            and request.method != "HEAD"
+            and status >= 200
+            and status not in _NO_BODY_STATUSES
+        ):
+            body = await upstream.read()
+            headers.popall("Content-Length", None)
+            return web.Response(status=status, reason=upstream.reason, headers=headers, body=body), len(body), status
+        response = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
+        await response.prepare(request)
+        sent = 0
+        try:
+            async for chunk in upstream.content.iter_any():
+                try:
+                    await response.write(chunk)
+                except ConnectionResetError:
+                    log.info("client closed the connection mid-response", extra={"bytes_out": sent})
+                    return response, sent, CLIENT_CLOSED
+                sent += len(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Headers are gone already: the only honest signal left is a broken connection.
+            log.warning("upstream failed mid-response", extra={"error": repr(exc), "bytes_out": sent})
+            if request.transport is not None:
+                request.transport.abort()
+            return response, sent, UpstreamUnavailable.status
+        await response.write_eof()
+        return response, sent, status
+
+    def _upstream_error(self, route: Route, exc: BaseException, guard: _BodyGuard | None) -> GatewayError:
+        if guard is not None and guard.overrun:
+            return PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            log.warning("upstream connect timeout", extra={"route": route.name, "error": repr(exc)})
+            return UpstreamTimeout("upstream did not accept the connection in time", code="upstream.connect_timeout")
+        if isinstance(exc, TimeoutError):
+            log.warning("upstream timeout", extra={"route": route.name, "error": repr(exc)})
+            return UpstreamTimeout("upstream did not answer in time")
+        log.warning("upstream unavailable", extra={"route": route.name, "error": repr(exc)})
+        return UpstreamUnavailable("upstream is unavailable")
+
+
+def _response_headers(upstream_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    skip = _RESPONSE_SKIP | connection_listed(upstream_headers) if "Connection" in upstream_headers else _RESPONSE_SKIP
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream_headers.items():
+        if name.lower() not in skip:
+            out.add(name, value)
+    return out
+
+
+def _is_websocket_upgrade(headers: CIMultiDictProxy[str]) -> bool:
+    upgrade = headers.get("Upgrade")
+    return upgrade is not None and upgrade.lower() == "websocket"

@@ -1,0 +1,88 @@
+"""``gateway serve``: listeners, signals and graceful drain.
+
+SIGTERM (or SIGINT) stops accepting new connections, turns ``/readyz`` to 503,
+lets in-flight requests finish for up to ``drain_timeout``, closes WebSockets
+with 1001, then exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from gateway.admin.health import Readiness
+from gateway.app import GATEWAY, create_admin_app, create_app
+from gateway.settings import Settings
+from gateway.units import Address
+
+log = logging.getLogger("gateway.server")
+
+
+async def _start(app: web.Application, address: Address, drain_timeout: float) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=drain_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, address.host, address.port, backlog=1024, reuse_address=True)
+    await site.start()
+    return runner
+
+
+def _bound(runner: web.AppRunner) -> list[str]:
+    out = []
+    for sockname in runner.addresses:
+        host, port = sockname[0], sockname[1]
+        out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return out
+
+
+async def serve(settings: Settings, *, demo_upstream: Address | None = None) -> None:
+    """Run the gateway until SIGTERM/SIGINT, then drain and return."""
+    app = create_app(settings)
+    gateway = app[GATEWAY]
+    readiness = Readiness()
+    admin_app = create_admin_app(gateway, readiness)
+
+    runners: list[web.AppRunner] = []
+    if demo_upstream is not None:
+        from gateway.demo import create_demo_upstream
+
+        runners.append(await _start(create_demo_upstream(), demo_upstream, 1.0))
+        log.info("demo upstream listening", extra={"address": _bound(runners[-1])})
+    main_runner = await _start(app, settings.listen, settings.drain_timeout)
+    admin_runner = await _start(admin_app, settings.admin_listen, 1.0)
+    log.info("gateway listening", extra={"address": _bound(main_runner), "config": settings.source})
+    log.info("admin listening", extra={"address": _bound(admin_runner)})
+    for route in gateway.routes.routes:
+        log.info(
+            "route",
+            extra={
+                "route": route.name,
+                "prefix": route.settings.prefix,
+                "upstream": route.settings.upstream,
+                "methods": sorted(route.settings.methods) if route.settings.methods else "*",
+            },
+        )
+
+    if demo_upstream is not None:
+        host = "127.0.0.1" if settings.listen.host in ("0.0.0.0", "::", "") else settings.listen.host  # noqa: S104
+        prefix = gateway.routes.routes[0].settings.prefix.rstrip("/") if gateway.routes.routes else ""
+        print(f"\nTry it:  curl -i http://{host}:{settings.listen.port}{prefix}/hello\n", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("draining", extra={"deadline_s": settings.drain_timeout})
+        readiness.draining = True
+        await main_runner.cleanup()  # stops accepting, waits for in-flight requests up to the deadline
+        log.info("drained")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await admin_runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()

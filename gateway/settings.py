@@ -1,0 +1,425 @@
+"""Typed settings: the YAML file plus ``GATEWAY_*`` environment overrides.
+
+Configuration enters the process once, here. :func:`load_settings` reads the
+file, applies the environment, validates everything and returns a frozen
+:class:`Settings`, or raises :class:`ConfigError` carrying one line per problem,
+each naming the key path (``routes[1].upstream: not an http(s) URL: 'x'``).
+Nothing else in the gateway reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from gateway.units import Address, parse_address, parse_duration, parse_network, parse_size
+
+T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_CONFIG_PATH = "config/gateway.yaml"
+DEFAULT_IDENTITY_HEADERS = ("X-User-Id", "X-Tenant-Id", "X-Service-Id", "X-Auth-*", "X-Gateway-*")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
+
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HEADER_RULE = re.compile(r"^[A-Za-z0-9!#$%&'+.^_`|~-]+\*?$")
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; ``problems`` holds one ``key.path: message`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 2.0
+    read: float = 30.0
+
+
+_DEFAULT_TIMEOUTS = Timeouts()
+DEFAULT_MAX_BODY = 10 * 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """One configured route: a path prefix served by one upstream."""
+
+    name: str
+    prefix: str
+    upstream: str
+    strip_prefix: bool = False
+    preserve_host: bool = False
+    methods: frozenset[str] | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_body: int = DEFAULT_MAX_BODY
+    websocket: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPoolSettings:
+    max_connections: int = 256
+    keepalive_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+    format: str = "json"
+    access_log: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    tokens_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen: Address = field(default_factory=lambda: Address("0.0.0.0", 8080))  # noqa: S104 - a gateway listens
+    admin_listen: Address = field(default_factory=lambda: Address("127.0.0.1", 9901))
+    store: str = "sqlite:///var/gateway.db"
+    trusted_proxies: tuple[Network, ...] = ()
+    identity_headers: tuple[str, ...] = DEFAULT_IDENTITY_HEADERS
+    drain_timeout: float = 30.0
+    max_header_size: int = 8190
+    upstream_pool: UpstreamPoolSettings = field(default_factory=UpstreamPoolSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    routes: tuple[RouteSettings, ...] = ()
+    source: str = "<defaults>"
+
+
+class _Reader:
+    """Walks raw YAML data, converting values and collecting every problem with its key path."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self._path: list[str] = []
+
+    @contextmanager
+    def at(self, key: str | int) -> Iterator[None]:
+        self._path.append(f"[{key}]" if isinstance(key, int) else key)
+        try:
+            yield
+        finally:
+            self._path.pop()
+
+    def where(self, key: str | int | None = None) -> str:
+        parts = [*self._path, *([] if key is None else [f"[{key}]" if isinstance(key, int) else key])]
+        text = ""
+        for part in parts:
+            text += part if part.startswith("[") or not text else "." + part
+        return text or "<root>"
+
+    def problem(self, message: str, key: str | int | None = None) -> None:
+        self.problems.append(f"{self.where(key)}: {message}")
+
+    def mapping(self, raw: object, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problem(f"expected a mapping, got {type(raw).__name__}")
+            return {}
+        for key in raw:
+            if key not in allowed:
+                self.problem(f"unknown key (expected one of: {', '.join(allowed)})", str(key))
+        return {k: v for k, v in raw.items() if k in allowed}
+
+    def value(self, raw: Mapping[str, Any], key: str, convert: Callable[[object], T], default: T) -> T:
+        if key not in raw or raw[key] is None:
+            return default
+        try:
+            return convert(raw[key])
+        except ValueError as exc:
+            self.problem(str(exc), key)
+            return default
+
+    def items(self, raw: Mapping[str, Any], key: str, convert: Callable[[object], T]) -> list[T]:
+        value = raw.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.problem(f"expected a list, got {type(value).__name__}", key)
+            return []
+        out: list[T] = []
+        with self.at(key):
+            for index, item in enumerate(value):
+                try:
+                    out.append(convert(item))
+                except ValueError as exc:
+                    self.problem(str(exc), index)
+        return out
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
+
+    return convert
+
+
+def _store_url(value: object) -> str:
+    if not isinstance(value, str) or "://" not in value:
+        raise ValueError(f"not a store URL (e.g. sqlite:///var/gateway.db, redis://host:6379/0): {value!r}")
+    scheme = value.split("://", 1)[0].lower()
+    if scheme not in STORE_SCHEMES:
+        raise ValueError(f"unknown store scheme {scheme!r} (expected one of: {', '.join(STORE_SCHEMES)})")
+    return value
+
+
+def _secret_file(value: object) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a file path, got {value!r}")
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"secret file not found: {value!r}")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"secret file not readable: {value!r}")
+    return path
+
+
+def _identity_header(value: object) -> str:
+    if not isinstance(value, str) or not _HEADER_RULE.match(value):
+        raise ValueError(f"not a header name (a trailing * matches a prefix): {value!r}")
+    return value
+
+
+def _method(value: object) -> str:
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise ValueError(f"not an HTTP method: {value!r}")
+    return value.upper()
+
+
+def _upstream_url(value: object) -> str:
+    text = value if isinstance(value, str) else ""
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ValueError(f"not an http(s) URL: {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"upstream URL must not have a query or fragment: {value!r}")
+    return text.rstrip("/")
+
+
+def _prefix(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"a prefix starts with '/': {value!r}")
+    if any(c in value for c in "?#* \t") or "//" in value:
+        raise ValueError(f"a prefix is a plain path (no ?, #, *, spaces or //): {value!r}")
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise ValueError(f"a prefix has no '.' or '..' segments: {value!r}")
+    return value.rstrip("/") or "/"
+
+
+def _route(reader: _Reader, raw_route: object) -> RouteSettings | None:
+    allowed = (
+        "name",
+        "prefix",
+        "upstream",
+        "strip_prefix",
+        "preserve_host",
+        "methods",
+        "timeouts",
+        "max_body",
+        "websocket",
+    )
+    raw = reader.mapping(raw_route, allowed)
+    if not isinstance(raw_route, dict):
+        return None
+    for required in ("name", "prefix", "upstream"):
+        if raw.get(required) is None:
+            reader.problem("required", required)
+    name = reader.value(raw, "name", _route_name, "")
+    prefix = reader.value(raw, "prefix", _prefix, "")
+    upstream = reader.value(raw, "upstream", _upstream_url, "")
+    methods = reader.items(raw, "methods", _method)
+    with reader.at("timeouts"):
+        raw_timeouts = reader.mapping(raw.get("timeouts"), ("connect", "read"))
+        timeouts = Timeouts(
+            connect=reader.value(raw_timeouts, "connect", parse_duration, _DEFAULT_TIMEOUTS.connect),
+            read=reader.value(raw_timeouts, "read", parse_duration, _DEFAULT_TIMEOUTS.read),
+        )
+    return RouteSettings(
+        name=name,
+        prefix=prefix,
+        upstream=upstream,
+        strip_prefix=reader.value(raw, "strip_prefix", _bool, False),
+        preserve_host=reader.value(raw, "preserve_host", _bool, False),
+        methods=frozenset(methods) if methods else None,
+        timeouts=timeouts,
+        max_body=reader.value(raw, "max_body", parse_size, DEFAULT_MAX_BODY),
+        websocket=reader.value(raw, "websocket", _bool, True),
+    )
+
+
+def _route_name(value: object) -> str:
+    if not isinstance(value, str) or not _ROUTE_NAME.match(value):
+        raise ValueError(f"a route name is 1-64 characters of [A-Za-z0-9_.-]: {value!r}")
+    return value
+
+
+def _check_route_set(reader: _Reader, routes: list[RouteSettings]) -> None:
+    seen_names: dict[str, int] = {}
+    seen_prefixes: dict[str, list[tuple[int, frozenset[str] | None]]] = {}
+    for index, route in enumerate(routes):
+        with reader.at("routes"):
+            if route.name and route.name in seen_names:
+                reader.problem(f"duplicate route name {route.name!r} (also routes[{seen_names[route.name]}])", index)
+            seen_names.setdefault(route.name, index)
+            for other_index, other_methods in seen_prefixes.get(route.prefix, []):
+                overlap = route.methods is None or other_methods is None or route.methods & other_methods
+                if route.prefix and overlap:
+                    reader.problem(
+                        f"duplicate prefix {route.prefix!r} overlaps routes[{other_index}] (use disjoint methods)",
+                        index,
+                    )
+            seen_prefixes.setdefault(route.prefix, []).append((index, route.methods))
+
+
+def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defaults>") -> Settings:
+    """Validate raw configuration data (as loaded from YAML) plus environment overrides."""
+    reader = _Reader()
+    top = (
+        "listen",
+        "admin_listen",
+        "store",
+        "trusted_proxies",
+        "identity_headers",
+        "drain_timeout",
+        "max_header_size",
+        "upstream_pool",
+        "log",
+        "admin",
+        "routes",
+    )
+    data = dict(reader.mapping(raw, top))
+    _apply_environment(data, environ)
+    defaults = Settings()
+
+    with reader.at("upstream_pool"):
+        raw_pool = reader.mapping(data.get("upstream_pool"), ("max_connections", "keepalive_timeout"))
+        pool = UpstreamPoolSettings(
+            max_connections=reader.value(raw_pool, "max_connections", _positive_int, 256),
+            keepalive_timeout=reader.value(raw_pool, "keepalive_timeout", parse_duration, 30.0),
+        )
+    with reader.at("log"):
+        raw_log = reader.mapping(data.get("log"), ("level", "format", "access_log"))
+        log = LogSettings(
+            level=reader.value(raw_log, "level", _choice(*LOG_LEVELS), "info"),
+            format=reader.value(raw_log, "format", _choice(*LOG_FORMATS), "json"),
+            access_log=reader.value(raw_log, "access_log", _bool, True),
+        )
+    with reader.at("admin"):
+        raw_admin = reader.mapping(data.get("admin"), ("tokens_file",))
+        admin = AdminSettings(tokens_file=reader.value(raw_admin, "tokens_file", _secret_file, None))
+
+    routes: list[RouteSettings] = []
+    raw_routes = data.get("routes")
+    if raw_routes is not None and not isinstance(raw_routes, list):
+        reader.problem(f"expected a list, got {type(raw_routes).__name__}", "routes")
+    elif raw_routes:
+        for index, raw_route in enumerate(raw_routes):
+            with reader.at("routes"), reader.at(index):
+                route = _route(reader, raw_route)
+            if route is not None:
+                routes.append(route)
+    _check_route_set(reader, routes)
+
+    identity_headers = reader.items(data, "identity_headers", _identity_header)
+    settings = Settings(
+        listen=reader.value(data, "listen", parse_address, defaults.listen),
+        admin_listen=reader.value(data, "admin_listen", parse_address, defaults.admin_listen),
+        store=reader.value(data, "store", _store_url, defaults.store),
+        trusted_proxies=tuple(reader.items(data, "trusted_proxies", parse_network)),
+        identity_headers=tuple(identity_headers) if "identity_headers" in data else DEFAULT_IDENTITY_HEADERS,
+        drain_timeout=reader.value(data, "drain_timeout", parse_duration, defaults.drain_timeout),
+        max_header_size=reader.value(data, "max_header_size", parse_size, defaults.max_header_size),
+        upstream_pool=pool,
+        log=log,
+        admin=admin,
+        routes=tuple(routes),
+        source=source,
+    )
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return settings
+
+
+# Environment variable -> (key path, converter from the env string to the YAML-level value).
+_ENVIRONMENT: dict[str, tuple[tuple[str, ...], Callable[[str], object]]] = {
+    "GATEWAY_LISTEN": (("listen",), str),
+    "GATEWAY_ADMIN_LISTEN": (("admin_listen",), str),
+    "GATEWAY_STORE": (("store",), str),
+    "GATEWAY_TRUSTED_PROXIES": (("trusted_proxies",), lambda v: [p.strip() for p in v.split(",") if p.strip()]),
+    "GATEWAY_DRAIN_TIMEOUT": (("drain_timeout",), str),
+    "GATEWAY_LOG_LEVEL": (("log", "level"), str),
+    "GATEWAY_LOG_FORMAT": (("log", "format"), str),
+    "GATEWAY_ADMIN_TOKENS_FILE": (("admin", "tokens_file"), str),
+}
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, (path, convert) in _ENVIRONMENT.items():
+        if name not in environ:
+            continue
+        target = data
+        for key in path[:-1]:
+            section = target.get(key)
+            target[key] = section = dict(section) if isinstance(section, dict) else {}
+            target = section
+        target[path[-1]] = convert(environ[name])
+
+
+def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load the YAML file (``path``, else ``$GATEWAY_CONFIG``, else config/gateway.yaml if present)."""
+    env = os.environ if environ is None else environ
+    explicit = path or env.get("GATEWAY_CONFIG")
+    config_path = Path(explicit or DEFAULT_CONFIG_PATH)
+    if not config_path.exists():
+        if explicit:
+            raise ConfigError([f"config: file not found: {str(config_path)!r}"])
+        return parse_settings({}, env)
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"config: cannot read {str(config_path)!r}: {exc}"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"config: not valid YAML{where}: {problem}"]) from None
+    return parse_settings(raw, env, source=str(config_path))
