@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Final
 
+from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 # RFC 9110 §7.6.1: Connection and the fields it names, plus the classic hop-by-hop set.
@@ -32,6 +33,10 @@ HOP_BY_HOP: Final = frozenset(
 )
 FORWARDING_HEADERS: Final = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
 REQUEST_ID_HEADER: Final = "X-Request-Id"
+
+# Per-request values later stages (policy, audit) read from the request.
+REQUEST_ID = web.RequestKey("request_id", str)
+CLIENT_IP = web.RequestKey("client_ip", str)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -24,8 +24,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.clientip import TrustedProxies
 from gateway.context import (
+    CLIENT_IP,
     FORWARDING_HEADERS,
     HOP_BY_HOP,
+    REQUEST_ID,
     REQUEST_ID_HEADER,
     IdentityHeaderRules,
     accept_request_id,
@@ -124,8 +126,8 @@ class Gateway:
         client_ip = self.trusted.resolve(peer, headers.getall("X-Forwarded-For", ())) if trusted_peer else peer
         request_id = accept_request_id(headers.get(REQUEST_ID_HEADER), trusted_peer)
         token = request_id_var.set(request_id)
-        request["request_id"] = request_id
-        request["client_ip"] = client_ip
+        request[REQUEST_ID] = request_id
+        request[CLIENT_IP] = client_ip
         route_name = UNMATCHED_ROUTE
         status = 500
         upstream_time: float | None = None

@@ -41,14 +41,43 @@ def _offered_protocols(request: web.Request) -> tuple[str, ...]:
     return tuple(p.strip() for value in values for p in value.split(",") if p.strip())
 
 
-async def _pipe(source: WebSocket, target: WebSocket) -> None:
+class _Link:
+    """The two directions of one proxied WebSocket; the first to see a close handles it."""
+
+    __slots__ = ("closing",)
+
+    def __init__(self) -> None:
+        self.closing = False
+
+
+def _wire_code(code: int | None) -> int:
+    # 1005, 1006 and 1015 are never sent in a close frame (RFC 6455 §7.4.1).
+    if code is None or code in (1005, 1006, 1015):
+        return aiohttp.WSCloseCode.GOING_AWAY if code is not None else aiohttp.WSCloseCode.OK
+    return code
+
+
+async def _pipe(source: WebSocket, target: WebSocket, link: _Link) -> None:
+    """Copy frames until ``source`` closes, then pass the close (same code) on to ``target``.
+
+    Both ends run with autoclose off, so the close is forwarded before the side that
+    started it is answered; closing ``target`` also ends the opposite pipe, which is
+    waiting in ``target.receive()`` (aiohttp supports close() from another task).
+    """
     async for message in source:
         if message.type is aiohttp.WSMsgType.TEXT:
             await target.send_str(message.data)
         elif message.type is aiohttp.WSMsgType.BINARY:
             await target.send_bytes(message.data)
         elif message.type is aiohttp.WSMsgType.ERROR:
+            log.info("websocket error", extra={"error": repr(message.data)})
             break
+    if link.closing:
+        return
+    link.closing = True
+    code = _wire_code(source.close_code)
+    await target.close(code=code)
+    await source.close(code=code)
 
 
 async def proxy_websocket(
@@ -61,6 +90,7 @@ async def proxy_websocket(
             headers=headers,
             protocols=_offered_protocols(request),
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+            autoclose=False,
             autoping=True,
             max_msg_size=4 * 1024 * 1024,
         )
@@ -74,25 +104,16 @@ async def proxy_websocket(
         raise UpstreamUnavailable("upstream is unavailable") from exc
 
     client = web.WebSocketResponse(
-        protocols=(upstream.protocol,) if upstream.protocol else (), autoping=True, max_msg_size=4 * 1024 * 1024
+        protocols=(upstream.protocol,) if upstream.protocol else (),
+        autoclose=False,
+        autoping=True,
+        max_msg_size=4 * 1024 * 1024,
     )
     try:
         await client.prepare(request)
         gateway.websockets.add(client)
-        to_upstream = asyncio.create_task(_pipe(client, upstream))
-        to_client = asyncio.create_task(_pipe(upstream, client))
-        done, pending = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                log.info("websocket pipe ended with an error", extra={"error": repr(task.exception())})
-        # Pass the close code on to whichever side has not closed yet.
-        if to_client in done:
-            await client.close(code=upstream.close_code or aiohttp.WSCloseCode.OK)
-        else:
-            await upstream.close(code=client.close_code or aiohttp.WSCloseCode.OK)
+        link = _Link()
+        await asyncio.gather(_pipe(client, upstream, link), _pipe(upstream, client, link))
     finally:
         if not upstream.closed:
             await upstream.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
+
 @dataclass
 class UpstreamState:
     requests: int = 0

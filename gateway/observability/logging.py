@@ -1,7 +1,9 @@
 """Structured logging: JSON lines for machines, ``--log-format text`` for humans.
 
-The request id lives in a context variable set by the request handler, so every
-log line written while handling a request carries it without being passed around.
+The request id lives in a context variable set by the request handler. A log
+record factory copies it onto every record when the record is created, so every
+line logged while handling a request carries it, whichever module logged it and
+whenever the line is formatted.
 """
 
 from __future__ import annotations
@@ -17,7 +19,24 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 
 access_logger = logging.getLogger("gateway.access")
 
-_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "request_id"}
+
+
+def _install_record_factory() -> None:
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_gateway_request_id", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.request_id = request_id_var.get()
+        return record
+
+    factory._gateway_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+_install_record_factory()
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -38,7 +57,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        request_id = request_id_var.get()
+        request_id = getattr(record, "request_id", None)
         if request_id is not None:
             entry["request_id"] = request_id
         entry.update(_fields(record))
@@ -51,7 +70,7 @@ class TextFormatter(logging.Formatter):
     """``ts level logger [request id] message key=value ...``"""
 
     def format(self, record: logging.LogRecord) -> str:
-        request_id = request_id_var.get()
+        request_id = getattr(record, "request_id", None)
         parts = [_timestamp(record.created), f"{record.levelname:<7}", record.name]
         if request_id is not None:
             parts.append(f"[{request_id}]")
