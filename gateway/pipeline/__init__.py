@@ -1,0 +1,1 @@
+"""The per-route policy pipeline: authenticate -> authorize -> mutate (see :mod:`gateway.pipeline.base`)."""

@@ -1,0 +1,150 @@
+"""The legacy service signature scheme, accepted byte for byte as existing services send it.
+
+Headers::
+
+    X-Service-ID:        main-backend
+    X-Service-Timestamp: 1759742876                       (Unix seconds)
+    X-Service-Signature: hex(HMAC-SHA256(key, message))   (64 lowercase hex characters)
+
+    key     = the service secret's UTF-8 bytes
+    message = f"{service_id}:{METHOD}:{path}:{timestamp}"
+    path    = the request path as sent, still percent-encoded, without the query string
+
+The signature covers neither the query string nor the body, and nothing binds it
+to one request: within the window it can be replayed, with any query and any
+body. ``replay_protection`` accepts each signature once; the RFC 9421 scheme
+(:mod:`gateway.pipeline.authn.rfc9421`) covers query and body and is what new
+services should use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+import time
+from collections.abc import Callable
+from typing import Final
+
+from gateway.pipeline.base import AuthError, AuthMethod, CredentialKind, Principal, RequestView, service_subject
+from gateway.pipeline.sources import KeyAlgorithm, NonceStore, ServiceKeySource, VerificationKey
+
+SERVICE_ID_HEADER: Final = "X-Service-ID"
+SIGNATURE_HEADER: Final = "X-Service-Signature"
+TIMESTAMP_HEADER: Final = "X-Service-Timestamp"
+DEFAULT_WINDOW: Final = 300.0
+
+_SERVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_CHALLENGE: Final = 'ServiceSignature realm="gateway"'
+
+
+def legacy_message(service_id: str, method: str, path: str, timestamp: str) -> bytes:
+    """The signed message; ``path`` is the raw request path without the query string."""
+    return f"{service_id}:{method}:{path}:{timestamp}".encode()
+
+
+class LegacyHmacAuthenticator:
+    """Verifies ``X-Service-*`` signatures against every active HMAC key of the calling service.
+
+    ``window`` bounds the timestamp in both directions (seconds). With
+    ``replay_protection`` each accepted signature is claimed in ``nonces`` for
+    as long as it would stay acceptable, so a second use is refused on every
+    replica sharing the store.
+    """
+
+    name: Final = AuthMethod.HMAC_LEGACY
+    challenge: Final = _CHALLENGE
+
+    def __init__(
+        self,
+        keys: ServiceKeySource,
+        *,
+        window: float = DEFAULT_WINDOW,
+        replay_protection: bool = False,
+        nonces: NonceStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if window <= 0:
+            raise ValueError("window must be positive")
+        if replay_protection and nonces is None:
+            raise ValueError("replay_protection needs a nonce store")
+        self.keys = keys
+        self.window = window
+        # Only set when replay protection is on: its presence is the switch on the hot path.
+        self.nonces = nonces if replay_protection else None
+        self.clock = clock
+
+    def _fail(self, reason: str, log_detail: str) -> AuthError:
+        return AuthError(reason, log_detail=log_detail, www_authenticate=_CHALLENGE)
+
+    async def authenticate(self, request: RequestView) -> Principal | None:
+        headers = request.headers
+        service_id = headers.get(SERVICE_ID_HEADER)
+        signature = headers.get(SIGNATURE_HEADER)
+        timestamp = headers.get(TIMESTAMP_HEADER)
+        if service_id is None and signature is None and timestamp is None:
+            return None
+        if service_id is None or signature is None or timestamp is None:
+            missing = [
+                name
+                for name, value in (
+                    (SERVICE_ID_HEADER, service_id),
+                    (SIGNATURE_HEADER, signature),
+                    (TIMESTAMP_HEADER, timestamp),
+                )
+                if value is None
+            ]
+            raise self._fail("hmac.malformed", f"missing {', '.join(missing)}")
+        if not _SERVICE_ID.fullmatch(service_id):
+            raise self._fail("hmac.malformed", "X-Service-ID is not a service id")
+        if not _SIGNATURE.fullmatch(signature):
+            raise self._fail("hmac.malformed", "X-Service-Signature is not 64 hex characters")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise self._fail("hmac.malformed", "X-Service-Timestamp is not Unix seconds")
+
+        now = self.clock()
+        stamp = int(timestamp)
+        if abs(now - stamp) > self.window:
+            raise self._fail("hmac.skew", f"service {service_id}: timestamp {stamp} is {now - stamp:+.0f}s from now")
+
+        candidates = [key for key in await self.keys.verification_keys(service_id) if _usable(key, now)]
+        if not candidates:
+            raise self._fail("hmac.unknown_key", f"service {service_id} has no active HMAC key")
+
+        path = request.raw_path.partition("?")[0]
+        message = legacy_message(service_id, request.method, path, timestamp)
+        presented = signature.lower().encode("ascii")
+        matched: VerificationKey | None = None
+        for key in candidates:
+            expected = hmac.new(key.material, message, hashlib.sha256).hexdigest().encode("ascii")
+            if hmac.compare_digest(expected, presented):
+                matched = key
+                break
+        if matched is None:
+            raise self._fail(
+                "hmac.bad_signature", f"service {service_id}: signature matches none of {len(candidates)} key(s)"
+            )
+
+        if self.nonces is not None:
+            # Acceptable until timestamp + window: remember it exactly that long (at least a second).
+            ttl = max(1, math.ceil(stamp + self.window - now))
+            if not await self.nonces.claim(f"hmac:{service_id}", signature.lower(), ttl):
+                raise self._fail("hmac.replay", f"service {service_id}: signature already used (key {matched.key_id})")
+
+        return Principal(
+            subject=service_subject(service_id),
+            method=AuthMethod.HMAC_LEGACY,
+            credential_kind=CredentialKind.SERVICE_KEY,
+            credential_id=matched.key_id,
+            tenant=matched.tenant,
+            scopes=matched.scopes,
+            service_id=service_id,
+            expires_at=matched.expires_at,
+        )
+
+
+def _usable(key: VerificationKey, now: float) -> bool:
+    return key.algorithm == KeyAlgorithm.HMAC_SHA256 and (key.expires_at is None or key.expires_at > now)

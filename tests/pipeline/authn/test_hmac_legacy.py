@@ -1,0 +1,262 @@
+"""Legacy service signatures: table of not responsible / invalid (each reason) / valid, over real requests."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from gateway.pipeline.authn.hmac_legacy import LegacyHmacAuthenticator
+from gateway.pipeline.sources import KeyAlgorithm, VerificationKey
+from tests.pipeline.conftest import AuthClientFactory, FakeClock, MemoryNonces, MemoryServiceKeys, decide
+
+SECRET = "ca164d91b9ae28ff" * 4
+NEW_SECRET = "0f1e2d3c4b5a6978" * 4
+SERVICE = "main-backend"
+
+
+def sign(
+    secret: str, service_id: str, method: str, path: str, timestamp: int | str, *, upper: bool = False
+) -> dict[str, str]:
+    """The formula, written here independently of the gateway's code."""
+    message = f"{service_id}:{method}:{path}:{timestamp}".encode()
+    signature = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    return {
+        "X-Service-ID": service_id,
+        "X-Service-Signature": signature.upper() if upper else signature,
+        "X-Service-Timestamp": str(timestamp),
+    }
+
+
+def service_keys() -> MemoryServiceKeys:
+    return MemoryServiceKeys(
+        [
+            VerificationKey("k-old", SERVICE, KeyAlgorithm.HMAC_SHA256, SECRET.encode(), tenant="acme"),
+            VerificationKey(
+                "k-new", SERVICE, KeyAlgorithm.HMAC_SHA256, NEW_SECRET.encode(), scopes=frozenset({"user:read"})
+            ),
+            VerificationKey("k-expired", "retired-svc", KeyAlgorithm.HMAC_SHA256, SECRET.encode(), expires_at=1.0),
+            VerificationKey("k-ed", "ed-only", KeyAlgorithm.ED25519, b"\x01" * 32),
+        ]
+    )
+
+
+Headers = Callable[[int], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    headers: Headers
+    expect: str  # "none", "ok" or the reason code
+    method: str = "GET"
+    path: str = "/v1/user/42"
+    key_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+CASES = [
+    # not responsible
+    Case("no-headers", lambda now: {}, "none"),
+    Case("bearer-only", lambda now: {"Authorization": "Bearer x"}, "none"),
+    # invalid
+    Case("missing-signature", lambda now: {"X-Service-ID": SERVICE, "X-Service-Timestamp": str(now)}, "hmac.malformed"),
+    Case("missing-timestamp-and-id", lambda now: {"X-Service-Signature": "a" * 64}, "hmac.malformed"),
+    Case(
+        "signature-not-hex",
+        lambda now: {**sign(SECRET, SERVICE, "GET", "/v1/user/42", now), "X-Service-Signature": "z" * 64},
+        "hmac.malformed",
+    ),
+    Case(
+        "signature-short",
+        lambda now: {**sign(SECRET, SERVICE, "GET", "/v1/user/42", now), "X-Service-Signature": "ab" * 16},
+        "hmac.malformed",
+    ),
+    Case(
+        "signature-huge",
+        lambda now: {**sign(SECRET, SERVICE, "GET", "/v1/user/42", now), "X-Service-Signature": "a" * 6000},
+        "hmac.malformed",
+    ),
+    Case("timestamp-not-a-number", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", "soon"), "hmac.malformed"),
+    Case("timestamp-float", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", f"{now}.5"), "hmac.malformed"),
+    Case("timestamp-negative", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", -now), "hmac.malformed"),
+    Case("timestamp-huge", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", "9" * 40), "hmac.malformed"),
+    Case("service-id-colon", lambda now: sign(SECRET, "main:svc", "GET", "/v1/user/42", now), "hmac.malformed"),
+    Case("timestamp-too-old", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", now - 301), "hmac.skew"),
+    Case("timestamp-in-future", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", now + 301), "hmac.skew"),
+    Case("unknown-service", lambda now: sign(SECRET, "nobody", "GET", "/v1/user/42", now), "hmac.unknown_key"),
+    Case("only-key-expired", lambda now: sign(SECRET, "retired-svc", "GET", "/v1/user/42", now), "hmac.unknown_key"),
+    Case("only-key-ed25519", lambda now: sign(SECRET, "ed-only", "GET", "/v1/user/42", now), "hmac.unknown_key"),
+    Case("wrong-secret", lambda now: sign("not-the-secret", SERVICE, "GET", "/v1/user/42", now), "hmac.bad_signature"),
+    Case("wrong-method", lambda now: sign(SECRET, SERVICE, "POST", "/v1/user/42", now), "hmac.bad_signature"),
+    Case("wrong-path", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/43", now), "hmac.bad_signature"),
+    Case(
+        "query-signed-into-path",
+        lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42?x=1", now),
+        "hmac.bad_signature",
+        path="/v1/user/42?x=1",
+    ),
+    Case(
+        "decoded-path-signed",
+        lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/a b", now),
+        "hmac.bad_signature",
+        path="/v1/user/a%20b",
+    ),
+    Case(
+        "signed-at-other-timestamp",
+        lambda now: {**sign(SECRET, SERVICE, "GET", "/v1/user/42", now - 5), "X-Service-Timestamp": str(now)},
+        "hmac.bad_signature",
+    ),
+    # valid
+    Case("valid-old-key", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", now), "ok", key_id="k-old"),
+    Case("valid-new-key", lambda now: sign(NEW_SECRET, SERVICE, "GET", "/v1/user/42", now), "ok", key_id="k-new"),
+    Case(
+        "valid-query-not-covered",
+        lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", now),
+        "ok",
+        path="/v1/user/42?anything=goes",
+        key_id="k-old",
+    ),
+    Case(
+        "valid-raw-percent-encoded-path",
+        lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/a%20b", now),
+        "ok",
+        path="/v1/user/a%20b",
+        key_id="k-old",
+    ),
+    Case(
+        "valid-post",
+        lambda now: sign(SECRET, SERVICE, "POST", "/v1/user/42", now),
+        "ok",
+        method="POST",
+        key_id="k-old",
+    ),
+    Case("valid-edge-of-window-past", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", now - 300), "ok"),
+    Case("valid-edge-of-window-future", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", now + 300), "ok"),
+    Case("valid-uppercase-hex", lambda now: sign(SECRET, SERVICE, "GET", "/v1/user/42", now, upper=True), "ok"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_legacy_hmac_table(auth_client: AuthClientFactory, case: Case) -> None:
+    clock = FakeClock(1_759_742_876)
+    client = await auth_client(LegacyHmacAuthenticator(service_keys(), clock=clock))
+    result = await decide(client, case.method, case.path, headers=case.headers(int(clock.now)), data=b"")
+    if case.expect == "none":
+        assert result == {"outcome": "none", "buffered_body": None}
+    elif case.expect == "ok":
+        assert result["outcome"] == "principal", result
+        assert result["subject"] == "service:main-backend"
+        assert result["service_id"] == SERVICE
+        assert result["method"] == "hmac_legacy"
+        assert result["credential_kind"] == "service_key"
+        if case.key_id is not None:
+            assert result["credential_id"] == case.key_id
+    else:
+        assert result["outcome"] == "error", result
+        assert result["reason"] == case.expect
+        assert result["status"] == 401
+        assert result["www_authenticate"] == 'ServiceSignature realm="gateway"'
+
+
+async def test_client_never_learns_whether_the_key_or_the_signature_was_wrong(auth_client: AuthClientFactory) -> None:
+    clock = FakeClock(1_759_742_876)
+    client = await auth_client(LegacyHmacAuthenticator(service_keys(), clock=clock))
+    now = int(clock.now)
+    unknown = await decide(client, "GET", "/v1/user/42", headers=sign(SECRET, "nobody", "GET", "/v1/user/42", now))
+    wrong = await decide(client, "GET", "/v1/user/42", headers=sign("nope", SERVICE, "GET", "/v1/user/42", now))
+    assert (unknown["reason"], wrong["reason"]) == ("hmac.unknown_key", "hmac.bad_signature")
+    assert unknown["code"] == wrong["code"] == "hmac.invalid_signature"
+    assert unknown["detail"] == wrong["detail"]
+    assert "nobody" in unknown["log_detail"]  # the operator does learn which
+
+
+async def test_principal_carries_the_keys_tenant_and_scopes(auth_client: AuthClientFactory) -> None:
+    clock = FakeClock()
+    client = await auth_client(LegacyHmacAuthenticator(service_keys(), clock=clock))
+    now = int(clock.now)
+    old = await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", now))
+    new = await decide(client, "GET", "/x", headers=sign(NEW_SECRET, SERVICE, "GET", "/x", now))
+    assert (old["tenant"], old["scopes"]) == ("acme", [])
+    assert (new["tenant"], new["scopes"]) == (None, ["user:read"])
+
+
+async def test_window_is_configurable(auth_client: AuthClientFactory) -> None:
+    clock = FakeClock()
+    client = await auth_client(LegacyHmacAuthenticator(service_keys(), window=30, clock=clock))
+    now = int(clock.now)
+    inside = await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", now - 30))
+    outside = await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", now - 31))
+    assert inside["outcome"] == "principal"
+    assert outside["reason"] == "hmac.skew"
+
+
+async def test_replay_protection_accepts_a_signature_once(auth_client: AuthClientFactory) -> None:
+    clock = FakeClock()
+    nonces = MemoryNonces(clock=clock)
+    client = await auth_client(
+        LegacyHmacAuthenticator(service_keys(), replay_protection=True, nonces=nonces, clock=clock)
+    )
+    now = int(clock.now)
+    headers = sign(SECRET, SERVICE, "GET", "/x", now - 100)
+    first = await decide(client, "GET", "/x", headers=headers)
+    second = await decide(client, "GET", "/x?other=query", headers=headers)
+    assert first["outcome"] == "principal"
+    assert second["reason"] == "hmac.replay"
+    # Remembered exactly as long as the signature could still be accepted: timestamp + window - now.
+    assert nonces.ttls == [200, 200]
+    fresh = await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", now))
+    assert fresh["outcome"] == "principal"
+
+
+async def test_without_replay_protection_a_signature_can_be_reused(auth_client: AuthClientFactory) -> None:
+    clock = FakeClock()
+    client = await auth_client(LegacyHmacAuthenticator(service_keys(), clock=clock))
+    headers = sign(SECRET, SERVICE, "GET", "/x", int(clock.now))
+    for _ in range(2):
+        assert (await decide(client, "GET", "/x", headers=headers))["outcome"] == "principal"
+
+
+async def test_malformed_requests_cost_no_key_lookup(auth_client: AuthClientFactory) -> None:
+    keys = service_keys()
+    clock = FakeClock()
+    client = await auth_client(LegacyHmacAuthenticator(keys, clock=clock))
+    now = int(clock.now)
+    await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", "soon"))
+    await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", now - 9999))
+    assert keys.lookups == 0
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ValueError, match="nonce store"):
+        LegacyHmacAuthenticator(service_keys(), replay_protection=True)
+    with pytest.raises(ValueError, match="positive"):
+        LegacyHmacAuthenticator(service_keys(), window=0)
+
+
+async def test_a_request_signed_by_an_independent_stdlib_script_is_accepted(auth_client: AuthClientFactory) -> None:
+    client = await auth_client(LegacyHmacAuthenticator(service_keys()))
+    url = str(client.make_url("/api/system/health?verbose=1"))
+    script = Path(__file__).with_name("legacy_sign_script.py")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        SERVICE,
+        SECRET,
+        "GET",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    result = json.loads(stdout)
+    assert result["outcome"] == "principal", result
+    assert (result["subject"], result["credential_id"]) == ("service:main-backend", "k-old")
