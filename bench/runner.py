@@ -103,6 +103,7 @@ class Bench:
         self.say = say
         self._index: Iterator[int] = itertools.count()  # unique request index across the run
         self._warm_rps: dict[str, float] = {}
+        self.servers: list[RunningServer] = []  # every server started by the last run (stopped after it)
 
     def run(self) -> list[Measurement]:
         """Start the servers, check, warm up, measure every round; always stop the servers."""
@@ -110,6 +111,7 @@ class Bench:
         with ServerPool(self.specs, self.options.workdir) as pool:
             for scenario in self.scenarios:
                 pool.start(scenario.target)
+            self.servers = list(pool.running.values())
             for scenario in self.scenarios:
                 self._preflight(scenario, pool)
             if self.options.warmup > 0:

@@ -1,0 +1,105 @@
+"""Smoke tests of the benchmark harness: it starts real servers, loads them briefly, reports, and stops them.
+
+Nothing here asserts on speed: only that the machinery measures something, reports
+it, and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.cli import select
+from bench.pyload import PythonLoader, percentile
+from bench.request import RequestDraft, RequestSpec, read_pool, write_pool
+from bench.results import Report, now
+from bench.runner import Bench, BenchError, BenchOptions, round_order
+from bench.scenarios import Scenario, catalog
+from bench.wrk import WrkLoader
+
+
+def _options(workdir: Path, duration: float) -> BenchOptions:
+    return BenchOptions(duration=duration, rounds=1, warmup=0, connections=2, timeout=5.0, workdir=workdir)
+
+
+def _scenario(name: str) -> Scenario:
+    return next(s for s in catalog()[1] if s.name == name)
+
+
+def test_gateway_scenario_is_measured_reported_and_its_servers_stopped(tmp_path: Path) -> None:
+    specs, _ = catalog()
+    scenario = _scenario("gateway-noauth")
+    lines: list[str] = []
+    bench = Bench([scenario], specs, PythonLoader(), _options(tmp_path, 0.5), say=lines.append)
+
+    measurements = bench.run()
+
+    assert [(m.scenario, m.round) for m in measurements] == [("gateway-noauth", 1)]
+    result = measurements[0].result
+    assert result.requests > 0
+    assert result.failed == 0
+    assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
+    assert {s.name for s in bench.servers} == {"gateway-noauth", "upstream"}
+    assert all(s.process.returncode is not None for s in bench.servers), "a server outlived the run"
+    assert any("gateway-noauth" in line for line in lines)
+    # The gateway served with the access log on, as shipped: one JSON line per request.
+    access_lines = [line for line in (tmp_path / "gateway-noauth.log").read_text().splitlines() if '"route"' in line]
+    assert len(access_lines) >= result.requests
+
+    report = Report.build([scenario], measurements, bench.options, PythonLoader.name, now())
+    report.write_json(tmp_path / "results.json")
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["scenarios"][0]["name"] == "gateway-noauth"
+    assert data["scenarios"][0]["requests"] == result.requests
+    assert "gateway-noauth" in report.table()
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench installs it)")
+def test_wrk_loader_replays_the_pool_and_reports(tmp_path: Path) -> None:
+    specs, _ = catalog()
+    bench = Bench([_scenario("upstream-direct")], specs, WrkLoader(), _options(tmp_path, 1), say=lambda _: None)
+
+    result = bench.run()[0].result
+
+    assert result.requests > 0
+    assert result.failed == 0
+    assert result.duration_s >= 1
+
+
+def test_wrong_status_stops_the_run_with_the_servers_answer(tmp_path: Path) -> None:
+    specs, _ = catalog()
+    scenario = Scenario("not-found", target="upstream", request=RequestSpec(path="/x", expect_status=404))
+    bench = Bench([scenario], specs, PythonLoader(), _options(tmp_path, 0.2), say=lambda _: None)
+
+    with pytest.raises(BenchError, match="expected status 404 from upstream, got 200"):
+        bench.run()
+    assert all(s.process.returncode is not None for s in bench.servers)
+
+
+def test_per_request_headers_are_rendered_into_the_pool(tmp_path: Path) -> None:
+    def sign(draft: RequestDraft) -> dict[str, str]:
+        return {"X-Signature": f"{draft.method}:{draft.path}:{draft.index}"}
+
+    spec = RequestSpec(method="POST", path="/p?q=1", body=b"{}", per_request=sign, variants=3)
+    requests = spec.render("h:1", range(spec.pool_size(10**6)), {})
+    write_pool(tmp_path / "pool", requests)
+
+    assert read_pool(tmp_path / "pool") == requests
+    assert requests[2] == (
+        b"POST /p?q=1 HTTP/1.1\r\nHost: h:1\r\nContent-Length: 2\r\nX-Signature: POST:/p?q=1:2\r\n\r\n{}"
+    )
+    assert RequestSpec(per_request=sign, unique=True).pool_size(5000) == 5000
+    with pytest.raises(ValueError, match="X-Bad"):
+        RequestSpec(headers={"X-Bad": "a\r\nInjected: 1"}).render("h", [0], {})
+
+
+def test_rounds_rotate_and_baselines_are_always_selected() -> None:
+    _, scenarios = catalog()
+    names = [s.name for s in scenarios]
+    assert [s.name for s in round_order(scenarios, 1)] == [*names[1:], names[0]]
+    assert [s.name for s in select(scenarios, ["gateway-noauth"])] == names  # its ratio needs the minimal proxy
+    assert percentile([1, 2, 3, 4], 0.5) == 2
+    assert percentile([1, 2, 3, 4], 0.99) == 4
