@@ -1,0 +1,308 @@
+"""HTTP Message Signatures (RFC 9421) from services: ``Signature-Input`` + ``Signature``.
+
+A service signs the request with one of its keys (``keyid``): ``hmac-sha256``
+with the shared secret, or ``ed25519`` with a private key whose public half is
+registered. The key decides the algorithm; a signature's ``alg`` parameter,
+when present, must agree with it (never the other way round).
+
+Checks, cheapest first, each with its own reason code::
+
+    parse both fields (RFC 8941)          httpsig.malformed
+    created present                       httpsig.created_missing
+    created not in the future (+ skew)    httpsig.skew
+    expires / created + max_age passed    httpsig.expired
+    required components covered           httpsig.components_missing, httpsig.digest_missing
+    nonce present (if required)           httpsig.nonce_missing
+    keyid names an active key             httpsig.unknown_key      (client reads invalid_signature)
+    alg agrees with the key               httpsig.alg_mismatch     (client reads invalid_signature)
+    signature verifies                    httpsig.bad_signature    (client reads invalid_signature)
+    body within max_body                  httpsig.body_too_large   (413)
+    Content-Digest matches the body       httpsig.digest_mismatch
+    nonce not seen before (per key)       httpsig.replay
+
+The body is read only after the signature over the headers verified, so an
+unauthenticated client cannot make the gateway buffer anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import http_sf
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from gateway.pipeline.authn.signature_base import (
+    ComponentId,
+    DigestMismatch,
+    MessageParts,
+    SfItem,
+    SignatureBaseError,
+    component_identity,
+    parse_component_ids,
+    signature_base,
+    verify_content_digest,
+)
+from gateway.pipeline.base import AuthError, AuthMethod, CredentialKind, Principal, RequestView, service_subject
+from gateway.pipeline.sources import KeyAlgorithm, NonceStore, ServiceKeySource, VerificationKey
+
+DEFAULT_REQUIRED_COMPONENTS: Final = ("@method", "@authority", "@path", "@query")
+DEFAULT_MAX_AGE: Final = 300.0
+DEFAULT_CLOCK_SKEW: Final = 30.0
+DEFAULT_MAX_BODY: Final = 1024 * 1024
+MAX_FIELD_BYTES: Final = 8192
+MAX_NONCE_LENGTH: Final = 256
+
+_CHALLENGE: Final = 'Signature realm="gateway"'
+_PARAMETER_TYPES: Final[dict[str, type]] = {
+    "alg": str,
+    "created": int,
+    "expires": int,
+    "keyid": str,
+    "nonce": str,
+    "tag": str,
+}
+_CONTENT_DIGEST: Final = "content-digest"
+
+
+def _reject_duplicate(key: str, context: str) -> None:
+    # RFC 8941 lets the last duplicate win; for signatures that ambiguity is an attack surface.
+    raise ValueError(f"duplicate {context} key {key!r}")
+
+
+class HttpSignatureAuthenticator:
+    """Verifies an RFC 9421 request signature made with a registered service key.
+
+    ``required_components`` must all be covered (default ``@method``,
+    ``@authority``, ``@path``, ``@query``); with ``require_digest_with_body`` a
+    request with a body must also cover ``content-digest``. ``max_age`` bounds
+    the age of ``created``, ``clock_skew`` tolerates clocks in both directions.
+    ``tag``, when set, selects the signature with that ``tag`` parameter
+    (others are not this gateway's). A ``nonce`` is accepted once per key while
+    the signature would stay valid; ``require_nonce`` makes it mandatory.
+    """
+
+    name: Final = AuthMethod.HTTP_SIGNATURE
+    challenge: Final = _CHALLENGE
+
+    def __init__(
+        self,
+        keys: ServiceKeySource,
+        *,
+        required_components: Sequence[str] = DEFAULT_REQUIRED_COMPONENTS,
+        require_digest_with_body: bool = True,
+        max_age: float = DEFAULT_MAX_AGE,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        max_body: int = DEFAULT_MAX_BODY,
+        nonces: NonceStore | None = None,
+        require_nonce: bool = False,
+        tag: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_age <= 0 or clock_skew < 0 or max_body < 0:
+            raise ValueError("max_age must be positive, clock_skew and max_body not negative")
+        if require_nonce and nonces is None:
+            raise ValueError("require_nonce needs a nonce store")
+        self.keys = keys
+        self.required = frozenset(parse_component_ids(required_components))
+        self.require_digest_with_body = require_digest_with_body
+        self.max_age = max_age
+        self.clock_skew = clock_skew
+        self.max_body = max_body
+        self.nonces = nonces
+        self.require_nonce = require_nonce
+        self.tag = tag
+        self.clock = clock
+        self._public_keys: dict[bytes, Ed25519PublicKey] = {}
+
+    def _fail(self, reason: str, log_detail: str) -> AuthError:
+        return AuthError(reason, log_detail=log_detail, www_authenticate=_CHALLENGE)
+
+    async def authenticate(self, request: RequestView) -> Principal | None:
+        headers = request.headers
+        inputs = headers.getall("Signature-Input", ())
+        signatures = headers.getall("Signature", ())
+        if not inputs and not signatures:
+            return None
+        if not inputs or not signatures:
+            raise self._fail("httpsig.malformed", "Signature-Input and Signature must come together")
+        selected = self._select(inputs, signatures)
+        if selected is None:
+            return None  # signatures for someone else (another tag)
+        label, covered, params, signature = selected
+        keyid: str = params["keyid"]
+
+        now = self.clock()
+        expires_at = self._check_times(label, params, now)
+        covered_ids = {component_identity(item) for item in covered}
+        self._check_coverage(request, label, covered_ids)
+        nonce: str | None = params.get("nonce")
+        if nonce is None and self.require_nonce:
+            raise self._fail("httpsig.nonce_missing", f"signature {label!r} has no nonce")
+
+        key = await self.keys.key_by_id(keyid)
+        if key is None or (key.expires_at is not None and key.expires_at <= now):
+            raise self._fail("httpsig.unknown_key", f"no active key {keyid!r}")
+        if "alg" in params and params["alg"] != key.algorithm:
+            raise self._fail("httpsig.alg_mismatch", f"alg {params['alg']!r} but key {keyid!r} is {key.algorithm}")
+
+        req = request.request
+        parts = MessageParts(req.method, req.scheme, req.host, req.raw_path, headers)
+        try:
+            base = signature_base(parts, covered, params)
+        except SignatureBaseError as exc:
+            raise self._fail("httpsig.malformed", f"signature {label!r}: {exc}") from None
+        if not self._verify(key, base, signature):
+            raise self._fail("httpsig.bad_signature", f"signature {label!r} does not verify with key {keyid!r}")
+
+        if any(name == _CONTENT_DIGEST for name, _ in covered_ids):
+            body = await request.read_body(self.max_body)
+            try:
+                verify_content_digest(", ".join(headers.getall("Content-Digest")), body)
+            except DigestMismatch as exc:
+                raise self._fail("httpsig.digest_mismatch", f"key {keyid!r}: {exc}") from None
+            except SignatureBaseError as exc:
+                raise self._fail("httpsig.malformed", f"key {keyid!r}: {exc}") from None
+
+        if nonce is not None and self.nonces is not None:
+            ttl = max(1, math.ceil(expires_at - now))
+            if not await self.nonces.claim(f"httpsig:{keyid}", nonce, ttl):
+                raise self._fail("httpsig.replay", f"key {keyid!r}: nonce already used")
+
+        return Principal(
+            subject=service_subject(key.service_id),
+            method=AuthMethod.HTTP_SIGNATURE,
+            credential_kind=CredentialKind.SERVICE_KEY,
+            credential_id=key.key_id,
+            tenant=key.tenant,
+            scopes=key.scopes,
+            service_id=key.service_id,
+            expires_at=key.expires_at,
+        )
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _select(
+        self, inputs: list[str], signatures: list[str]
+    ) -> tuple[str, list[SfItem], dict[str, Any], bytes] | None:
+        """Parse both fields and pick this gateway's signature: (label, covered, params, signature bytes)."""
+        input_text = ", ".join(inputs)
+        signature_text = ", ".join(signatures)
+        if len(input_text) + len(signature_text) > MAX_FIELD_BYTES:
+            raise self._fail("httpsig.malformed", "signature fields too large")
+        parsed_inputs: Any
+        parsed_signatures: Any
+        try:
+            parsed_inputs = http_sf.parse(
+                input_text.encode("utf-8", "surrogateescape"), tltype="dictionary", on_duplicate_key=_reject_duplicate
+            )
+            parsed_signatures = http_sf.parse(
+                signature_text.encode("utf-8", "surrogateescape"),
+                tltype="dictionary",
+                on_duplicate_key=_reject_duplicate,
+            )
+        except (ValueError, TypeError) as exc:
+            raise self._fail("httpsig.malformed", f"not a Structured Field Dictionary: {exc}") from None
+        if not isinstance(parsed_inputs, dict) or not isinstance(parsed_signatures, dict) or not parsed_inputs:
+            raise self._fail("httpsig.malformed", "empty signature fields")
+        for label, (member, params) in parsed_inputs.items():
+            if self.tag is not None and params.get("tag") != self.tag:
+                continue
+            if not isinstance(member, list):
+                raise self._fail("httpsig.malformed", f"Signature-Input {label!r} is not an Inner List")
+            for name, value in params.items():
+                expected = _PARAMETER_TYPES.get(name)
+                if expected is None:
+                    raise self._fail("httpsig.malformed", f"signature {label!r}: unknown parameter {name!r}")
+                if type(value) is not expected:  # bool is an int subclass: compare types exactly
+                    raise self._fail("httpsig.malformed", f"signature {label!r}: parameter {name!r} has the wrong type")
+            if "keyid" not in params:
+                raise self._fail("httpsig.malformed", f"signature {label!r} has no keyid")
+            if len(params.get("nonce", "")) > MAX_NONCE_LENGTH:
+                raise self._fail("httpsig.malformed", f"signature {label!r}: nonce too long")
+            seen: set[ComponentId] = set()
+            for item in member:
+                if not isinstance(item[0], str):
+                    raise self._fail("httpsig.malformed", f"signature {label!r}: component ids must be Strings")
+                identity = component_identity(item)
+                if identity in seen:
+                    raise self._fail("httpsig.malformed", f"signature {label!r} covers {item[0]!r} twice")
+                seen.add(identity)
+            signature = parsed_signatures.get(label)
+            if signature is None or not isinstance(signature[0], bytes):
+                raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
+            return label, member, params, signature[0]
+        return None
+
+    def _check_times(self, label: str, params: dict[str, Any], now: float) -> float:
+        """Check created / expires; return until when (Unix seconds) this signature stays acceptable."""
+        created = params.get("created")
+        if created is None:
+            raise self._fail("httpsig.created_missing", f"signature {label!r} has no created")
+        if created > now + self.clock_skew:
+            raise self._fail("httpsig.skew", f"signature {label!r} created {created - now:.0f}s in the future")
+        valid_until = created + self.max_age + self.clock_skew
+        expires = params.get("expires")
+        if expires is not None:
+            valid_until = min(valid_until, expires + self.clock_skew)
+        if now > valid_until:
+            raise self._fail("httpsig.expired", f"signature {label!r} created {now - created:.0f}s ago")
+        return float(valid_until)
+
+    def _check_coverage(self, request: RequestView, label: str, covered: set[ComponentId]) -> None:
+        missing = self.required - covered
+        if missing:
+            names = ", ".join(sorted(name for name, _ in missing))
+            raise self._fail("httpsig.components_missing", f"signature {label!r} does not cover {names}")
+        if (
+            self.require_digest_with_body
+            and request.request.body_exists
+            and not any(name == _CONTENT_DIGEST for name, _ in covered)
+        ):
+            raise self._fail("httpsig.digest_missing", f"signature {label!r}: body present, content-digest not covered")
+
+    def _verify(self, key: VerificationKey, base: bytes, signature: bytes) -> bool:
+        if key.algorithm == KeyAlgorithm.HMAC_SHA256:
+            return hmac.compare_digest(hmac.new(key.material, base, hashlib.sha256).digest(), signature)
+        if key.algorithm == KeyAlgorithm.ED25519:
+            public_key = self._ed25519(key)
+            if public_key is None:
+                raise self._fail("httpsig.unknown_key", f"key {key.key_id!r} has unusable Ed25519 material")
+            try:
+                public_key.verify(signature, base)
+            except InvalidSignature:
+                return False
+            return True
+        raise self._fail("httpsig.unknown_key", f"key {key.key_id!r} has unsupported algorithm {key.algorithm!r}")
+
+    def _ed25519(self, key: VerificationKey) -> Ed25519PublicKey | None:
+        """Parse a public key once and keep it: key objects are cheap to reuse, not to rebuild."""
+        public_key = self._public_keys.get(key.material)
+        if public_key is None:
+            try:
+                if len(key.material) == 32:
+                    public_key = Ed25519PublicKey.from_public_bytes(key.material)
+                else:
+                    loaded = load_pem_public_key(key.material)
+                    if not isinstance(loaded, Ed25519PublicKey):
+                        return None
+                    public_key = loaded
+            except ValueError:
+                return None
+            if len(self._public_keys) >= 4096:
+                self._public_keys.clear()
+            self._public_keys[key.material] = public_key
+        return public_key
+
+
+def content_digest(body: bytes, algorithm: str = "sha-256") -> str:
+    """An RFC 9530 ``Content-Digest`` field value for ``body`` (for signers and tests)."""
+    digest = hashlib.sha256(body) if algorithm == "sha-256" else hashlib.sha512(body)
+    return f"{algorithm}=:{base64.b64encode(digest.digest()).decode('ascii')}:"
