@@ -1,0 +1,236 @@
+"""Service tokens and static internal tokens: table of not responsible / invalid / valid, over real requests."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway.pipeline.authn.service_token import ServiceTokenAuthenticator, StaticTokens, default_token_check
+from gateway.pipeline.sources import TokenRecord
+from tests.pipeline.conftest import AuthClientFactory, FakeClock, MemoryTokenSource, decide
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+NOW = 1_759_742_876.0
+
+
+def checksummed(prefix: str, random_part: str | None = None) -> str:
+    """The documented token format, written here from its description: prefix + 43 base62 + base62(CRC32), 6 wide."""
+    body = random_part or "".join(secrets.choice(BASE62) for _ in range(43))
+    number = zlib.crc32((prefix + body).encode())
+    digits = ""
+    while number:
+        number, digit = divmod(number, 62)
+        digits = BASE62[digit] + digits
+    return prefix + body + digits.rjust(6, "0")
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+GOOD = checksummed("sk_", "A" * 43)
+LEGACY = "sk_" + "0123456789abcdef" * 4
+REVOKED = checksummed("sk_", "R" * 43)
+EXPIRED = checksummed("sk_", "E" * 43)
+IP_BOUND = checksummed("sk_", "I" * 43)
+IP6_BOUND = checksummed("sk_", "J" * 43)
+UNKNOWN = checksummed("sk_", "U" * 43)
+STATIC_OLD = "f" * 64
+STATIC_NEW = "e" * 64
+BAD_CHECKSUM = GOOD[:-1] + ("0" if GOOD[-1] != "0" else "1")
+
+
+def token_source() -> MemoryTokenSource:
+    return MemoryTokenSource(
+        {
+            sha256(GOOD): TokenRecord(
+                "tok-1", "ci-runner", tenant="acme", scopes=frozenset({"deploy"}), expires_at=NOW + 60
+            ),
+            sha256(LEGACY): TokenRecord("tok-legacy", "old-cron"),
+            sha256(REVOKED): TokenRecord("tok-rev", "ci-runner", revoked=True),
+            sha256(EXPIRED): TokenRecord("tok-exp", "ci-runner", expires_at=NOW),
+            sha256(IP_BOUND): TokenRecord("tok-ip", "ci-runner", ip_allow=("10.0.0.0/8", "192.0.2.7")),
+            sha256(IP6_BOUND): TokenRecord("tok-ip6", "ci-runner", ip_allow=("2001:db8::/32",)),
+        }
+    )
+
+
+def static_tokens() -> StaticTokens:
+    return StaticTokens.from_secrets(
+        {"media-clustering": [STATIC_OLD, STATIC_NEW]}, scopes={"media-clustering": frozenset({"internal"})}
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    headers: dict[str, str]
+    expect: str  # "none", "ok" or the reason code
+    client_ip: str = "10.1.2.3"
+    credential_id: str | None = None
+    status: int = 401
+
+
+CASES = [
+    # not responsible
+    Case("no-authorization", {}, "none"),
+    Case("basic-auth", {"Authorization": "Basic dXNlcjpwYXNz"}, "none"),
+    Case("jwt-shaped", {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln"}, "none"),
+    Case("api-key-header", {"X-API-Key": checksummed("ak_")}, "none"),
+    # invalid
+    Case("empty-bearer", {"Authorization": "Bearer "}, "token.malformed"),
+    Case("bearer-with-space-inside", {"Authorization": "Bearer sk_abc def"}, "token.malformed"),
+    Case("bearer-bad-characters", {"Authorization": "Bearer sk_é€"}, "token.malformed"),
+    Case("bad-checksum", {"Authorization": f"Bearer {BAD_CHECKSUM}"}, "token.malformed"),
+    Case("truncated", {"Authorization": f"Bearer {GOOD[:-3]}"}, "token.malformed"),
+    Case("wrong-prefix-case", {"Authorization": f"Bearer SK_{GOOD[3:]}"}, "token.unknown"),
+    Case("huge-token", {"Authorization": "Bearer sk_" + "a" * 3000}, "token.malformed"),
+    Case("unknown", {"Authorization": f"Bearer {UNKNOWN}"}, "token.unknown"),
+    Case("revoked", {"Authorization": f"Bearer {REVOKED}"}, "token.revoked"),
+    Case("expired", {"Authorization": f"Bearer {EXPIRED}"}, "token.expired"),
+    Case(
+        "ip-not-allowed", {"Authorization": f"Bearer {IP_BOUND}"}, "token.ip_denied", client_ip="192.0.2.8", status=403
+    ),
+    Case("ipv4-for-ipv6-list", {"Authorization": f"Bearer {IP6_BOUND}"}, "token.ip_denied", status=403),
+    Case("static-wrong-secret", {"Authorization": "Bearer " + "d" * 64}, "token.unknown"),
+    # valid
+    Case("valid-checksummed", {"Authorization": f"Bearer {GOOD}"}, "ok", credential_id="tok-1"),
+    Case("valid-lowercase-scheme", {"Authorization": f"bearer {GOOD}"}, "ok", credential_id="tok-1"),
+    Case("valid-legacy-hex", {"Authorization": f"Bearer {LEGACY}"}, "ok", credential_id="tok-legacy"),
+    Case(
+        "valid-ip-in-cidr",
+        {"Authorization": f"Bearer {IP_BOUND}"},
+        "ok",
+        client_ip="10.200.0.1",
+        credential_id="tok-ip",
+    ),
+    Case(
+        "valid-exact-ip", {"Authorization": f"Bearer {IP_BOUND}"}, "ok", client_ip="192.0.2.7", credential_id="tok-ip"
+    ),
+    Case("valid-ipv4-mapped-ipv6", {"Authorization": f"Bearer {IP_BOUND}"}, "ok", client_ip="::ffff:10.0.0.9"),
+    Case(
+        "valid-ipv6", {"Authorization": f"Bearer {IP6_BOUND}"}, "ok", client_ip="2001:db8::1", credential_id="tok-ip6"
+    ),
+    Case("valid-static-old", {"Authorization": f"Bearer {STATIC_OLD}"}, "ok", credential_id="media-clustering#0"),
+    Case("valid-static-new", {"Authorization": f"Bearer {STATIC_NEW}"}, "ok", credential_id="media-clustering#1"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_service_token_table(auth_client: AuthClientFactory, case: Case) -> None:
+    authenticator = ServiceTokenAuthenticator(token_source(), static=static_tokens(), clock=FakeClock(NOW))
+    client = await auth_client(authenticator, client_ip=case.client_ip)
+    result = await decide(client, "GET", "/v1/deploy", headers=case.headers)
+    if case.expect == "none":
+        assert result["outcome"] == "none", result
+    elif case.expect == "ok":
+        assert result["outcome"] == "principal", result
+        assert result["method"] == "service_token"
+        assert result["subject"].startswith("service:")
+        if case.credential_id is not None:
+            assert result["credential_id"] == case.credential_id
+    else:
+        assert result["outcome"] == "error", result
+        assert (result["reason"], result["status"]) == (case.expect, case.status)
+        if case.status == 401:
+            assert result["www_authenticate"].startswith('Bearer realm="gateway", error=')
+
+
+async def test_principal_fields(auth_client: AuthClientFactory) -> None:
+    client = await auth_client(ServiceTokenAuthenticator(token_source(), static=static_tokens(), clock=FakeClock(NOW)))
+    issued = await decide(client, "GET", "/", headers={"Authorization": f"Bearer {GOOD}"})
+    static = await decide(client, "GET", "/", headers={"Authorization": f"Bearer {STATIC_NEW}"})
+    assert issued == {
+        "outcome": "principal",
+        "subject": "service:ci-runner",
+        "method": "service_token",
+        "credential_kind": "service_token",
+        "credential_id": "tok-1",
+        "tenant": "acme",
+        "scopes": ["deploy"],
+        "service_id": "ci-runner",
+        "expires_at": NOW + 60,
+        "buffered_body": None,
+    }
+    assert (static["subject"], static["credential_kind"], static["scopes"]) == (
+        "service:media-clustering",
+        "static_token",
+        ["internal"],
+    )
+
+
+async def test_client_reads_token_invalid_for_unknown_and_revoked(auth_client: AuthClientFactory) -> None:
+    client = await auth_client(ServiceTokenAuthenticator(token_source(), clock=FakeClock(NOW)))
+    unknown = await decide(client, "GET", "/", headers={"Authorization": f"Bearer {UNKNOWN}"})
+    revoked = await decide(client, "GET", "/", headers={"Authorization": f"Bearer {REVOKED}"})
+    expired = await decide(client, "GET", "/", headers={"Authorization": f"Bearer {EXPIRED}"})
+    assert unknown["code"] == revoked["code"] == "token.invalid"
+    assert expired["code"] == "token.expired"  # a client can act on this one: get a new token
+    assert "tok-rev" in revoked["log_detail"]
+
+
+async def test_malformed_tokens_cost_no_lookup(auth_client: AuthClientFactory) -> None:
+    source = token_source()
+    client = await auth_client(ServiceTokenAuthenticator(source, clock=FakeClock(NOW)))
+    for token in (BAD_CHECKSUM, GOOD[:-3], "sk_short", "sk_" + "Z" * 64):
+        result = await decide(client, "GET", "/", headers={"Authorization": f"Bearer {token}"})
+        assert result["reason"] == "token.malformed"
+    assert source.lookups == 0
+
+
+async def test_without_static_tokens_an_opaque_token_is_malformed(auth_client: AuthClientFactory) -> None:
+    client = await auth_client(ServiceTokenAuthenticator(token_source(), clock=FakeClock(NOW)))
+    result = await decide(client, "GET", "/", headers={"Authorization": f"Bearer {STATIC_OLD}"})
+    assert result["reason"] == "token.malformed"
+
+
+async def test_static_only(auth_client: AuthClientFactory) -> None:
+    client = await auth_client(ServiceTokenAuthenticator(static=static_tokens()))
+    assert (await decide(client, "GET", "/", headers={"Authorization": f"Bearer {STATIC_OLD}"}))[
+        "outcome"
+    ] == "principal"
+    assert (await decide(client, "GET", "/", headers={"Authorization": f"Bearer {GOOD}"}))["reason"] == "token.unknown"
+
+
+def test_static_tokens_from_files_allow_a_rotation_overlap(tmp_path: Path) -> None:
+    old = tmp_path / "old.token"
+    new = tmp_path / "new.token"
+    old.write_text(f"# written by bootstrap, 2025-10-06\n{STATIC_OLD}\n")
+    new.write_text(f"\n  {STATIC_NEW}  \n")
+    tokens = StaticTokens.from_files({"media-clustering": [old, new]})
+    assert [t.token_id for t in tokens.tokens] == ["media-clustering#0", "media-clustering#1"]
+    assert tokens.match(STATIC_OLD) is not None and tokens.match(STATIC_NEW) is not None
+    assert tokens.match("x" * 64) is None
+    assert all(STATIC_OLD.encode() not in repr(t).encode() for t in tokens.tokens)  # only digests are kept
+
+
+def test_static_token_errors_name_the_file_never_the_secret(tmp_path: Path) -> None:
+    short = tmp_path / "short.token"
+    short.write_text("tooshort-secret\n")
+    with pytest.raises(ValueError, match="shorter than 32") as error:
+        StaticTokens.from_files({"svc": [short]})
+    assert "tooshort" not in str(error.value)
+    empty = tmp_path / "empty.token"
+    empty.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="empty.token"):
+        StaticTokens.from_files({"svc": [empty]})
+    with pytest.raises(ValueError, match="missing.token"):
+        StaticTokens.from_files({"svc": [tmp_path / "missing.token"]})
+
+
+def test_configuration_needs_a_source() -> None:
+    with pytest.raises(ValueError, match="needs a token source"):
+        ServiceTokenAuthenticator()
+
+
+def test_default_check_follows_the_documented_format() -> None:
+    assert default_token_check(checksummed("sk_"))
+    assert default_token_check(LEGACY)
+    assert not default_token_check(checksummed("ak_"))
+    assert not default_token_check(BAD_CHECKSUM)
+    assert not default_token_check("sk_" + "0123456789ABCDEF" * 4)  # legacy tokens are lowercase hex
