@@ -56,3 +56,7 @@ def admin_client(aiohttp_client: AiohttpClient) -> Callable[[TestClient[web.Requ
         return await aiohttp_client(create_admin_app(gateway_client.app[GATEWAY]))
 
     return factory
+
+
+# Real Redis servers (standalone, cluster, sentinel), session-scoped: see tests/redis_servers.py.
+from tests.redis_servers import redis_cluster_url, redis_sentinel_url, redis_url  # noqa: E402, F401

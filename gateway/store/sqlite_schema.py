@@ -1,0 +1,116 @@
+"""The SQLite schema. Column names are the field names of :mod:`gateway.store.codec`.
+
+Times are integer microseconds since the epoch. ``changes`` is the change feed
+other processes on the same file poll (the CLI revokes, the gateway's cache drops
+its copy): every write transaction appends to it before committing.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS service_keys (
+    service_id       TEXT NOT NULL,
+    key_id           TEXT NOT NULL,
+    algorithm        TEXT NOT NULL,
+    created          INTEGER NOT NULL,
+    not_before       INTEGER NOT NULL,
+    expires          INTEGER,
+    state            TEXT NOT NULL,
+    encrypted_secret TEXT,
+    public_key       TEXT,
+    PRIMARY KEY (service_id, key_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash     TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    owner          TEXT NOT NULL,
+    created        INTEGER NOT NULL,
+    format         TEXT NOT NULL,
+    hint           TEXT NOT NULL,
+    scopes         TEXT NOT NULL,
+    allowed_ips    TEXT NOT NULL,
+    expires        INTEGER,
+    revoked_at     INTEGER,
+    revoked_reason TEXT,
+    last_used      INTEGER,
+    usage_count    INTEGER NOT NULL DEFAULT 0,
+    rotated_from   TEXT,
+    replaced_by    TEXT
+) WITHOUT ROWID;
+-- A name belongs to at most one live token.
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_live_name ON tokens (name)
+    WHERE revoked_at IS NULL AND replaced_by IS NULL;
+CREATE INDEX IF NOT EXISTS tokens_name ON tokens (name);
+CREATE INDEX IF NOT EXISTS tokens_owner ON tokens (owner);
+CREATE INDEX IF NOT EXISTS tokens_expires ON tokens (expires) WHERE expires IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS api_clients (
+    client_id       TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    tenant          TEXT NOT NULL,
+    created         INTEGER NOT NULL,
+    allowed_ips     TEXT NOT NULL,
+    allowed_origins TEXT NOT NULL,
+    scopes          TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS api_clients_tenant ON api_clients (tenant);
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_hash       TEXT PRIMARY KEY,
+    client_id      TEXT NOT NULL REFERENCES api_clients (client_id),
+    created        INTEGER NOT NULL,
+    hint           TEXT NOT NULL,
+    expires        INTEGER,
+    revoked_at     INTEGER,
+    revoked_reason TEXT,
+    last_used      INTEGER,
+    usage_count    INTEGER NOT NULL DEFAULT 0,
+    rotated_from   TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS api_keys_client ON api_keys (client_id);
+
+CREATE TABLE IF NOT EXISTS audit (
+    seq             INTEGER PRIMARY KEY,
+    event_id        TEXT NOT NULL,
+    time            INTEGER NOT NULL,
+    result          TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    request_id      TEXT NOT NULL,
+    route           TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    credential_kind TEXT NOT NULL,
+    credential_id   TEXT NOT NULL,
+    principal       TEXT NOT NULL,
+    tenant          TEXT NOT NULL,
+    client_ip       TEXT NOT NULL,
+    user_agent      TEXT NOT NULL,
+    admin           TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    target          TEXT NOT NULL,
+    detail          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
+CREATE INDEX IF NOT EXISTS audit_principal ON audit (principal, time);
+
+CREATE TABLE IF NOT EXISTS nonces (
+    scope   TEXT NOT NULL,
+    nonce   TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (scope, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
+
+CREATE TABLE IF NOT EXISTS changes (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind  TEXT NOT NULL,
+    ident TEXT NOT NULL
+);
+"""
