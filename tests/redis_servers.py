@@ -92,11 +92,14 @@ def _ping(port: int) -> bool:
         return False
 
 
-def start_redis(workdir: Path, *extra: str, with_bus: bool = False, config: str | None = None) -> RedisProcess:
-    """Start ``redis-server`` on a free port, without persistence, and wait until it answers PING."""
+def start_redis(
+    workdir: Path, *extra: str, with_bus: bool = False, config: str | None = None, port: int | None = None
+) -> RedisProcess:
+    """Start ``redis-server`` on ``port`` (default: a free one), without persistence; wait until it answers PING."""
     binary = require_binary("redis-server")
+    chosen = port
     for _attempt in range(3):
-        port = free_port(with_bus=with_bus)
+        port = chosen or free_port(with_bus=with_bus)
         node_dir = workdir / f"redis-{port}"
         node_dir.mkdir(parents=True, exist_ok=True)
         head = [binary]
@@ -128,7 +131,7 @@ def start_redis(workdir: Path, *extra: str, with_bus: bool = False, config: str 
                 return server
             time.sleep(0.02)
         server.stop()
-        if "Address already in use" not in server.log_tail():
+        if chosen is not None or "Address already in use" not in server.log_tail():
             raise RuntimeError(f"redis-server did not start on port {port}:\n{server.log_tail()}")
     raise RuntimeError("redis-server could not find a free port in 3 attempts")
 

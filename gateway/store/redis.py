@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from gateway.credentials.audit import AuditEvent
 from gateway.credentials.models import ApiClient, ApiCredential, ApiKey, ServiceKey, ServiceToken
@@ -236,7 +236,7 @@ class RedisStore:
             yield
         except StoreError:
             raise
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"store {self._url} failed while {doing}: {type(exc).__name__}: {exc}") from exc
 
     def _emit(self, kind: InvalidationKind, ident: str = "") -> None:
@@ -628,7 +628,7 @@ class RedisStore:
                         delay = 0.1
                     elif message["type"] == "message":
                         self._listeners.emit(Invalidation.decode(str(message["data"])))
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 log.warning("change notifications interrupted", extra={"store": self._url, "error": str(exc)})
                 self._emit(InvalidationKind.ALL)  # fail safe: nothing cached outlives a gap
             finally:

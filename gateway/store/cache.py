@@ -1,0 +1,215 @@
+"""The data plane's view of the store: credentials it has seen are answered from memory.
+
+::
+
+    authenticator --token(hash)--> CredentialCache --miss--> Store.get_token
+                                        ^
+           Store.subscribe ------------ invalidate(kind, id)   (local changes at once,
+                                                                 other replicas via pub/sub)
+
+- Bounded (LRU, ``max_entries``) and short-lived: an entry is served for ``ttl``
+  seconds; past ``ttl / 2`` a lookup still answers from memory and refreshes it in
+  the background, so a credential in steady use never waits for the store.
+- "Not found" is cached too, for ``negative_ttl``: a flood of made-up tokens costs
+  one store lookup per hash, not one per request. Creating the credential drops it.
+- Every change the store announces drops the affected entries (``ALL`` drops
+  everything: a mass revocation, or a gap in the notifications).
+- Concurrent misses for one credential share one store lookup; a lookup that races
+  with an invalidation answers its callers but is not cached.
+- Store failures propagate (fail closed): nothing is cached from an error.
+
+The cache returns records whatever their state: the caller decides with
+``usable_at(now)`` (revoked, expired and retired credentials are refused there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar, cast
+
+from gateway.credentials.models import ApiCredential, ServiceKey, ServiceToken
+from gateway.store.base import Invalidation, InvalidationKind, Store, Subscription, service_key_ref
+from gateway.store.errors import StoreError
+
+log = logging.getLogger("gateway.store.cache")
+
+V = TypeVar("V")
+CacheKey = tuple[InvalidationKind, str]
+
+DEFAULT_MAX_ENTRIES = 10_000
+DEFAULT_TTL = 10.0
+DEFAULT_NEGATIVE_TTL = 5.0
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: object
+    stored_at: float
+
+
+@dataclass(slots=True)
+class _Flight:
+    task: asyncio.Future[object]
+    stale: bool = False  # an invalidation arrived while the lookup ran: answer, but do not cache
+
+
+def _retrieve(task: asyncio.Future[object]) -> None:
+    """Mark a lookup's failure as seen: its callers got it (or nobody waits any more, e.g. a refresh)."""
+    if not task.cancelled() and isinstance(error := task.exception(), StoreError):
+        # Callers report the failure themselves (and /readyz shows the store down): debug only.
+        log.debug("credential lookup failed", extra={"error": error.detail})
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Counters for metrics: hits include negative hits."""
+
+    hits: int = 0
+    misses: int = 0
+    negative_hits: int = 0
+    refreshes: int = 0
+    evictions: int = 0
+    invalidations: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class CredentialCache:
+    """An in-process cache in front of a :class:`Store`'s data-plane lookups."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        ttl: float = DEFAULT_TTL,
+        negative_ttl: float = DEFAULT_NEGATIVE_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries <= 0 or ttl <= 0 or negative_ttl < 0:
+            raise ValueError("max_entries and ttl must be positive, negative_ttl not negative")
+        self.store = store
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.stats = CacheStats()
+        self._clock = clock
+        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self._flights: dict[CacheKey, _Flight] = {}
+        self._subscription: Subscription | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def start(self) -> None:
+        """Subscribe to the store's change notifications (call once, before serving)."""
+        if self._subscription is None:
+            self._subscription = await self.store.subscribe(self.invalidate)
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
+        tasks = [flight.task for flight in self._flights.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._entries.clear()
+
+    # -- lookups -----------------------------------------------------------------------------
+    async def token(self, token_hash: str) -> ServiceToken | None:
+        """The service token with this SHA-256, from memory when seen recently."""
+        return await self._lookup((InvalidationKind.TOKEN, token_hash), lambda: self.store.get_token(token_hash))
+
+    async def api_key(self, key_hash: str) -> ApiCredential | None:
+        """The API key with this SHA-256 and its client."""
+        return await self._lookup((InvalidationKind.API_KEY, key_hash), lambda: self.store.get_api_key(key_hash))
+
+    async def service_key(self, service_id: str, key_id: str) -> ServiceKey | None:
+        """A service's signing key by key id."""
+        ref = service_key_ref(service_id, key_id)
+        return await self._lookup(
+            (InvalidationKind.SERVICE_KEY, ref), lambda: self.store.get_service_key(service_id, key_id)
+        )
+
+    async def _lookup(self, key: CacheKey, fetch: Callable[[], Awaitable[V | None]]) -> V | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            age = self._clock() - entry.stored_at
+            limit = self.ttl if entry.value is not None else self.negative_ttl
+            if age < limit:
+                self._entries.move_to_end(key)
+                self.stats.hits += 1
+                if entry.value is None:
+                    self.stats.negative_hits += 1
+                elif age >= self.ttl / 2 and key not in self._flights:
+                    self._refresh_in_background(key, fetch)
+                return cast("V | None", entry.value)
+            del self._entries[key]
+        self.stats.misses += 1
+        return await self._fetch(key, fetch)
+
+    async def _fetch(self, key: CacheKey, fetch: Callable[[], Awaitable[V | None]]) -> V | None:
+        flight = self._flights.get(key) or self._start_flight(key, fetch)
+        # The lookup runs in its own task: a caller that gives up (client gone) does not
+        # cancel it for the others sharing it, and its answer is still cached.
+        return cast("V | None", await asyncio.shield(flight.task))
+
+    def _start_flight(self, key: CacheKey, fetch: Callable[[], Awaitable[object]]) -> _Flight:
+        async def run() -> object:
+            try:
+                value = await fetch()
+            finally:
+                flight = self._flights.pop(key, None)
+            if flight is not None and not flight.stale:
+                self._store(key, value)
+            return value
+
+        flight = _Flight(asyncio.ensure_future(run()))
+        self._flights[key] = flight
+        flight.task.add_done_callback(_retrieve)
+        return flight
+
+    def _refresh_in_background(self, key: CacheKey, fetch: Callable[[], Awaitable[object]]) -> None:
+        self.stats.refreshes += 1
+        self._start_flight(key, fetch)
+
+    def _store(self, key: CacheKey, value: object) -> None:
+        self._entries[key] = _Entry(value, self._clock())
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+            self.stats.evictions += 1
+
+    # -- invalidation ------------------------------------------------------------------------
+    def invalidate(self, invalidation: Invalidation) -> None:
+        """Drop what ``invalidation`` names (the store calls this for every change it hears of)."""
+        self.stats.invalidations += 1
+        kind = invalidation.kind
+        self.stats.by_kind[kind.value] = self.stats.by_kind.get(kind.value, 0) + 1
+        if kind is InvalidationKind.ALL:
+            self._entries.clear()
+            for flight in self._flights.values():
+                flight.stale = True
+        elif kind is InvalidationKind.API_CLIENT:
+            doomed = [
+                key
+                for key, entry in self._entries.items()
+                if key[0] is InvalidationKind.API_KEY
+                and isinstance(entry.value, ApiCredential)
+                and entry.value.client.client_id == invalidation.id
+            ]
+            for key in doomed:
+                del self._entries[key]
+            for key, flight in self._flights.items():
+                if key[0] is InvalidationKind.API_KEY:
+                    flight.stale = True
+        else:
+            key = (kind, invalidation.id)
+            self._entries.pop(key, None)
+            if (pending := self._flights.get(key)) is not None:
+                pending.stale = True

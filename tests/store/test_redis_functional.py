@@ -1,0 +1,139 @@
+"""Redis-specific behaviour against real servers: outages, sentinel, cluster key layout, the capped stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from gateway.store import Invalidation, InvalidationKind, Store, StoreUnavailable, open_store
+from tests.redis_servers import RedisProcess, delete_prefixed, start_redis, unique_prefix, with_prefix
+from tests.store.records import NOW, event, token
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A server this test may stop and restart (never the shared session server)."""
+    server = start_redis(tmp_path)
+    yield server
+    server.stop()
+
+
+async def wait_for(queue: asyncio.Queue[Invalidation], wanted: Invalidation, within: float) -> None:
+    async with asyncio.timeout(within):
+        while await queue.get() != wanted:
+            pass
+
+
+async def test_outage_mid_operation_is_store_unavailable_then_recovers(own_redis: RedisProcess) -> None:
+    url = f"redis://127.0.0.1:{own_redis.port}/0?timeout=0.5"
+    store = await open_store(url)
+    try:
+        changes: asyncio.Queue[Invalidation] = asyncio.Queue()
+        subscription = await store.subscribe(changes.put_nowait)
+        record = token()
+        await store.create_token(record)
+
+        own_redis.stop()
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.get_token(record.token_hash)
+        assert caught.value.status == 503 and caught.value.headers["Retry-After"] == "1"
+        with pytest.raises(StoreUnavailable):
+            await store.create_token(token("during-outage"))
+        assert await store.check() is not None
+        # Notifications may be lost while disconnected: subscribers are told to drop everything.
+        await wait_for(changes, Invalidation(InvalidationKind.ALL), 2.0)
+
+        restarted = start_redis(own_redis.workdir.parent, port=own_redis.port)
+        try:
+            assert await store.check() is None
+            assert await store.get_token(record.token_hash) is None  # a fresh, empty server
+            await wait_for(changes, Invalidation(InvalidationKind.ALL), 6.0)  # resubscribed
+            other = await open_store(url)
+            await other.publish_invalidation(InvalidationKind.TOKEN, "after-restart")
+            await other.close()
+            await wait_for(changes, Invalidation(InvalidationKind.TOKEN, "after-restart"), 1.0)
+        finally:
+            await subscription.close()
+            restarted.stop()
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def sentinel_store(redis_sentinel_url: str) -> AsyncIterator[tuple[Store, str]]:
+    url = with_prefix(redis_sentinel_url, unique_prefix())
+    store = await open_store(url)
+    yield store, url
+    await store.close()
+
+
+async def test_sentinel_url_finds_the_primary_and_shares_changes(sentinel_store: tuple[Store, str]) -> None:
+    store, url = sentinel_store
+    record = token()
+    await store.create_token(record)
+    assert await store.get_token(record.token_hash) == record
+
+    other = await open_store(url)
+    try:
+        changes: asyncio.Queue[Invalidation] = asyncio.Queue()
+        subscription = await other.subscribe(changes.put_nowait)
+        await store.revoke_token(record.token_hash, reason="test", at=NOW)
+        await wait_for(changes, Invalidation(InvalidationKind.TOKEN, record.token_hash), 1.0)
+        revoked = await other.get_token(record.token_hash)
+        assert revoked is not None and revoked.revoked
+        await subscription.close()
+    finally:
+        await other.close()
+
+
+async def test_cluster_keeps_each_credential_family_in_one_slot(redis_cluster_url: str) -> None:
+    prefix = unique_prefix()
+    url = with_prefix(redis_cluster_url, prefix)
+    store = await open_store(url)
+    try:
+        for index in range(5):
+            await store.create_token(token(f"t{index}", owner=f"owner{index}"))
+        await store.append_audit([event()])
+        for index in range(5):
+            await store.claim_nonce("hmac", f"nonce-{index}", 60)
+    finally:
+        await store.close()
+
+    addresses = redis_cluster_url.split("://", 1)[1].split(",")
+    slots: dict[str, set[int]] = {}
+    for address in addresses:
+        host, port = address.rsplit(":", 1)
+        client = redis.Redis(host=host, port=int(port), decode_responses=True)
+        try:
+            for key in client.scan_iter(match=f"{prefix}:*"):
+                family = key.split(":")[1]
+                slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))  # type: ignore[no-untyped-call]
+                slots.setdefault(family, set()).add(slot)
+        finally:
+            client.close()
+    delete_prefixed(redis_cluster_url, prefix)
+
+    assert len(slots["{tokens}"]) == 1  # names, indexes and records move together
+    assert len(slots["{audit}"]) == 1
+    assert len(slots["nonce"]) > 1  # nonces spread over the cluster
+
+
+async def test_audit_stream_is_capped(redis_url: str) -> None:
+    prefix = unique_prefix()
+    store = await open_store(with_prefix(redis_url, prefix) + "&audit_maxlen=100")
+    try:
+        for _ in range(10):
+            await store.append_audit([event() for _ in range(100)])
+        client = redis.Redis.from_url(redis_url)
+        try:
+            length = client.xlen(f"{prefix}:{{audit}}:events")
+        finally:
+            client.close()
+    finally:
+        await store.close()
+        delete_prefixed(redis_url, prefix)
+    assert 100 <= length < 1000  # approximate trimming: whole stream nodes at a time
