@@ -83,6 +83,10 @@ class Gateway:
         self.identity = IdentityHeaderRules(settings.identity_headers)
         self.sessions: dict[str, aiohttp.ClientSession] = {}
         self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.in_flight = 0
+        # Set when a drain starts: responses then carry Connection: close so keep-alive
+        # clients reconnect elsewhere instead of sending more requests here.
+        self.draining = False
         self._access_log = settings.log.access_log
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -132,23 +136,24 @@ class Gateway:
         status = 500
         upstream_time: float | None = None
         sent = 0
+        guard: _BodyGuard | None = None
+        response: web.StreamResponse | None = None
+        self.in_flight += 1
         self.metrics.in_flight.inc()
         raw_path, _, query = request.raw_path.partition("?")
         try:
             route = self._match(request, raw_path)
             route_name = route.name
             if route.settings.websocket and _is_websocket_upgrade(headers):
-                ws_response = await proxy_websocket(
+                status = 101
+                return await proxy_websocket(
                     self,
                     request,
                     route,
                     self._upstream_headers(request, route, peer, trusted_peer, request_id, websocket=True),
                     route.upstream_url(raw_path, query),
                 )
-                status = 101
-                return ws_response
             upstream_headers = self._upstream_headers(request, route, peer, trusted_peer, request_id)
-            guard: _BodyGuard | None = None
             data: AsyncIterator[bytes] | None = None
             if request.body_exists:
                 length = request.content_length
@@ -171,6 +176,8 @@ class Gateway:
                     if guard is not None and guard.overrun:
                         raise PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
                     response, sent, status = await self._respond(request, upstream, request_id)
+                    if status == UpstreamUnavailable.status and upstream.status != status:
+                        self.metrics.upstream_errors.labels(route_name, "upstream.broken_response").inc()
                     return response
             except GatewayError:
                 raise
@@ -180,14 +187,21 @@ class Gateway:
             status = error.status
             if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
                 self.metrics.upstream_errors.labels(route_name, error.code).inc()
-            return render(error, request_id)
+            response = render(error, request_id)
+            return response
         except asyncio.CancelledError:
             status = CLIENT_CLOSED
             raise
         finally:
+            self.in_flight -= 1
             self.metrics.in_flight.dec()
+            if self.draining and response is not None and not response.prepared:
+                response.force_close()
             duration = perf_counter() - started
-            self.metrics.observe_request(route_name, request.method, status, duration, upstream_time)
+            # A WebSocket's duration is its lifetime: it would swamp the request latency histogram.
+            self.metrics.observe_request(
+                route_name, request.method, status, None if status == 101 else duration, upstream_time
+            )
             if self._access_log:
                 access_logger.info(
                     "request",
@@ -199,6 +213,7 @@ class Gateway:
                         "status": status,
                         "duration_ms": round(duration * 1000, 3),
                         "upstream_ms": None if upstream_time is None else round(upstream_time * 1000, 3),
+                        "bytes_in": guard.received if guard is not None else 0,
                         "bytes_out": sent,
                     },
                 )
@@ -281,6 +296,8 @@ class Gateway:
             headers.popall("Content-Length", None)
             return web.Response(status=status, reason=upstream.reason, headers=headers, body=body), len(body), status
         response = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
+        if self.draining:
+            response.force_close()
         await response.prepare(request)
         sent = 0
         try:

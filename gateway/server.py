@@ -1,8 +1,10 @@
 """``gateway serve``: listeners, signals and graceful drain.
 
-SIGTERM (or SIGINT) stops accepting new connections, turns ``/readyz`` to 503,
-lets in-flight requests finish for up to ``drain_timeout``, closes WebSockets
-with 1001, then exits 0.
+SIGTERM (or SIGINT) turns ``/readyz`` to 503, stops accepting new connections,
+answers with ``Connection: close`` from then on, and waits for in-flight
+requests (uploads still arriving included) for up to ``drain_timeout``. Only
+then are the remaining connections closed and WebSockets closed with 1001; the
+process exits 0.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from aiohttp import web
 
@@ -76,10 +79,19 @@ async def serve(settings: Settings, *, demo_upstream: Address | None = None) -> 
         loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
-        log.info("draining", extra={"deadline_s": settings.drain_timeout})
+        log.info("draining", extra={"deadline_s": settings.drain_timeout, "in_flight": gateway.in_flight})
         readiness.draining = True
-        await main_runner.cleanup()  # stops accepting, waits for in-flight requests up to the deadline
-        log.info("drained")
+        gateway.draining = True
+        deadline = time.monotonic() + settings.drain_timeout
+        for site in list(main_runner.sites):
+            await site.stop()  # no new connections; open ones keep being served
+        # aiohttp's cleanup closes connections at once (dropping request bodies still
+        # arriving), so wait for in-flight requests here first.
+        while gateway.in_flight > len(gateway.websockets) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        main_runner._shutdown_timeout = max(0.0, deadline - time.monotonic())  # the rest of the deadline
+        await main_runner.cleanup()
+        log.info("drained", extra={"in_flight": gateway.in_flight})
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -92,3 +92,26 @@ async def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path, up
         _, stderr = process.communicate()
         assert b'"msg":"drained"' in stderr
         assert b"Traceback" not in stderr
+
+
+async def test_sigterm_lets_an_upload_in_progress_finish(tmp_path: Path, upstream: TestServer) -> None:
+    config = write_config(tmp_path, str(upstream.make_url("")).rstrip("/"))
+    with gateway_process(config, stdout=subprocess.DEVNULL) as (process, port, _):
+        sigterm_sent = asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            for index in range(20):
+                if index == 3:
+                    process.send_signal(signal.SIGTERM)
+                    sigterm_sent.set()
+                yield b"x" * 1024
+                await asyncio.sleep(0.05)
+
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/upload", data=body()) as response:
+                assert response.status == 200
+                assert (await response.json())["body_bytes"] == 20 * 1024
+                assert response.headers.get("Connection", "").lower() == "close"
+        assert sigterm_sent.is_set()
+        returncode = await asyncio.get_running_loop().run_in_executor(None, process.wait, 10)
+        assert returncode == 0

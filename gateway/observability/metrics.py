@@ -7,7 +7,7 @@ identity-header rule that matched, never a raw client-supplied string.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
 from gateway.settings import HTTP_METHODS
 
@@ -24,7 +24,11 @@ class GatewayMetrics:
     """The data plane's metrics. Label children are cached: ``labels()`` is not free."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry(auto_describe=True)
+        if registry is None:
+            registry = CollectorRegistry(auto_describe=True)
+            ProcessCollector(registry=registry)  # memory, CPU, open file descriptors
+            PlatformCollector(registry=registry)
+        self.registry = registry
         self.requests = Counter(
             "gateway_requests_total",
             "Requests answered, by route, method and status code.",
@@ -65,7 +69,10 @@ class GatewayMetrics:
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._duration_children: dict[str, tuple[Histogram, Histogram]] = {}
 
-    def observe_request(self, route: str, method: str, status: int, duration: float, upstream: float | None) -> None:
+    def observe_request(
+        self, route: str, method: str, status: int, duration: float | None, upstream: float | None
+    ) -> None:
+        """Count one answered request; ``duration`` None leaves the latency histogram alone (WebSockets)."""
         key = (route, method if method in HTTP_METHODS else "OTHER", status)
         counter = self._request_children.get(key)
         if counter is None:
@@ -77,6 +84,7 @@ class GatewayMetrics:
                 self.request_duration.labels(route),
                 self.upstream_duration.labels(route),
             )
-        histograms[0].observe(duration)
+        if duration is not None:
+            histograms[0].observe(duration)
         if upstream is not None:
             histograms[1].observe(upstream)
