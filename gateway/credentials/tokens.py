@@ -127,7 +127,9 @@ def parse_token(text: str, kind: TokenKind | None = None, *, allow_legacy: bool 
     found = _kind_of(text)
     if found is None or (kind is not None and found is not kind):
         expected = kind.label if kind is not None else "service token or API key"
-        raise MalformedCredential(f"not a {expected}: unknown prefix")
+        article = "an" if expected.startswith("API") else "a"
+        why = "unknown prefix" if found is None else f"the {found.value} prefix marks {found.label}s"
+        raise MalformedCredential(f"not {article} {expected}: {why}")
     body = text[len(found.value) :]
     if found is TokenKind.SERVICE_TOKEN and len(body) == LEGACY_HEX_LENGTH and _HEX.match(body):
         if not allow_legacy:

@@ -1,0 +1,108 @@
+"""Credential usage (count, last used), recorded without a store write per request.
+
+The data plane calls :meth:`UsageRecorder.token_used` / :meth:`api_key_used`: a
+dictionary update, no I/O. Every ``interval`` seconds the counts are written in
+one batch (:meth:`Store.record_usage`); a failed write puts them back to be
+retried with the next batch, so counts are late rather than lost. The buffer is
+bounded by distinct credentials; beyond that, new credentials are counted in
+``dropped`` instead (existing ones keep counting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from gateway.store.base import Store, Usage
+from gateway.store.errors import StoreError
+
+log = logging.getLogger("gateway.store.usage")
+
+DEFAULT_INTERVAL = 10.0
+DEFAULT_MAX_PENDING = 100_000
+
+
+def _merge(into: dict[str, Usage], ident: str, count: int, last_used: datetime) -> None:
+    previous = into.get(ident)
+    if previous is None:
+        into[ident] = (count, last_used)
+    else:
+        into[ident] = (previous[0] + count, max(previous[1], last_used))
+
+
+class UsageRecorder:
+    """Batches usage of service tokens and API keys into periodic store writes."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self.max_pending = max_pending
+        self.dropped = 0
+        self._clock = clock
+        self._tokens: dict[str, Usage] = {}
+        self._api_keys: dict[str, Usage] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def token_used(self, token_hash: str, at: datetime | None = None) -> None:
+        self._count(self._tokens, token_hash, at)
+
+    def api_key_used(self, key_hash: str, at: datetime | None = None) -> None:
+        self._count(self._api_keys, key_hash, at)
+
+    def _count(self, pending: dict[str, Usage], ident: str, at: datetime | None) -> None:
+        if ident not in pending and len(self._tokens) + len(self._api_keys) >= self.max_pending:
+            self.dropped += 1
+            return
+        _merge(pending, ident, 1, at or self._clock())
+
+    @property
+    def pending(self) -> int:
+        return len(self._tokens) + len(self._api_keys)
+
+    async def flush(self) -> None:
+        """Write what has been counted so far; on failure keep it for the next flush and re-raise."""
+        tokens, self._tokens = self._tokens, {}
+        api_keys, self._api_keys = self._api_keys, {}
+        try:
+            if tokens:
+                await self.store.record_usage(tokens)
+                tokens = {}
+            if api_keys:
+                await self.store.record_api_key_usage(api_keys)
+        except BaseException:
+            for ident, (count, last_used) in tokens.items():
+                _merge(self._tokens, ident, count, last_used)
+            for ident, (count, last_used) in api_keys.items():
+                _merge(self._api_keys, ident, count, last_used)
+            raise
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="gateway-usage-flush")
+
+    async def close(self) -> None:
+        """Stop the periodic flush and write what is left (best effort)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        with contextlib.suppress(StoreError):
+            await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+            except StoreError as exc:
+                log.warning("usage flush failed; will retry", extra={"error": exc.detail, "pending": self.pending})
