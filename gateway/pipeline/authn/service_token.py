@@ -14,22 +14,23 @@ kept; a presented token is hashed and compared with every one of them in
 constant time. A bearer token that is neither an ``sk_`` token nor a static
 one is ``token.unknown``.
 
-The shape check is :func:`default_token_check` until the credential package's
-``looks_valid`` lands; pass ``check=`` to swap it.
+The shape, checksum and hash are the credential package's
+(:func:`gateway.credentials.tokens.parse_token`), so issuing and checking can
+never disagree about the format.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from gateway.credentials.errors import MalformedCredential
+from gateway.credentials.tokens import TokenKind, parse_token
 from gateway.pipeline.allowlists import ip_allowlist
 from gateway.pipeline.authn.bearer import (
     BEARER_CHALLENGE,
@@ -49,45 +50,9 @@ from gateway.pipeline.base import (
 )
 from gateway.pipeline.sources import TokenSource
 
-SERVICE_TOKEN_PREFIX: Final = "sk_"  # noqa: S105 - a prefix, not a secret
+SERVICE_TOKEN_PREFIX: Final = TokenKind.SERVICE_TOKEN.value
 MIN_STATIC_TOKEN_LENGTH: Final = 32
 MAX_OPAQUE_TOKEN_LENGTH: Final = 512
-
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_BASE62_BODY = re.compile(r"[0-9A-Za-z]{49}")
-_LEGACY_HEX_BODY = re.compile(r"[0-9a-f]{64}")
-
-TokenCheck = Callable[[str], bool]
-
-
-def hash_token(token: str) -> str:
-    """SHA-256 of the whole token text (prefix included), lowercase hex: how the store keys tokens."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def _base62(number: int, width: int) -> str:
-    digits = []
-    while number:
-        number, digit = divmod(number, 62)
-        digits.append(_BASE62[digit])
-    return "".join(reversed(digits)).rjust(width, "0")
-
-
-def checksummed_shape(token: str, prefix: str) -> bool:
-    """``prefix`` + 43 base62 random characters + 6 base62 characters of CRC32(prefix + random)."""
-    body = token[len(prefix) :]
-    if not token.startswith(prefix) or not _BASE62_BODY.fullmatch(body):
-        return False
-    presented, expected = body[43:], _base62(zlib.crc32((prefix + body[:43]).encode("ascii")), 6)
-    return hmac.compare_digest(presented, expected)
-
-
-def default_token_check(token: str) -> bool:
-    """An ``sk_`` token's shape: checksummed, or the older ``sk_`` + 64 lowercase hex (no checksum)."""
-    if not token.startswith(SERVICE_TOKEN_PREFIX):
-        return False
-    body = token[len(SERVICE_TOKEN_PREFIX) :]
-    return bool(_LEGACY_HEX_BODY.fullmatch(body)) or checksummed_shape(token, SERVICE_TOKEN_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,14 +148,12 @@ class ServiceTokenAuthenticator:
         tokens: TokenSource | None = None,
         *,
         static: StaticTokens | None = None,
-        check: TokenCheck = default_token_check,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if tokens is None and static is None:
             raise ValueError("a service token authenticator needs a token source, static tokens, or both")
         self.tokens = tokens
         self.static = static if static is not None and static.tokens else None
-        self.check = check
         self.clock = clock
 
     @staticmethod
@@ -224,9 +187,11 @@ class ServiceTokenAuthenticator:
         raise self._fail("token.malformed", f"bearer token is not an {SERVICE_TOKEN_PREFIX} token", "invalid_request")
 
     async def _issued(self, tokens: TokenSource, token: str, client_ip: str) -> Principal:
-        if not self.check(token):
-            raise self._fail("token.malformed", "service token fails its shape or checksum", "invalid_request")
-        record = await tokens.lookup(hash_token(token))
+        try:
+            parsed = parse_token(token, TokenKind.SERVICE_TOKEN)
+        except MalformedCredential as exc:
+            raise self._fail("token.malformed", str(exc), "invalid_request") from None
+        record = await tokens.lookup(parsed.hash)
         if record is None:
             raise self._fail("token.unknown", "no service token with this hash")
         if record.revoked:

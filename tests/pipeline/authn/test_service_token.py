@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.pipeline.authn.service_token import ServiceTokenAuthenticator, StaticTokens, default_token_check
+from gateway.credentials.tokens import generate_service_token, hash_token
+from gateway.pipeline.authn.service_token import ServiceTokenAuthenticator, StaticTokens
 from gateway.pipeline.sources import TokenRecord
 from tests.pipeline.conftest import AuthClientFactory, FakeClock, MemoryTokenSource, decide
 
@@ -228,9 +229,10 @@ def test_configuration_needs_a_source() -> None:
         ServiceTokenAuthenticator()
 
 
-def test_default_check_follows_the_documented_format() -> None:
-    assert default_token_check(checksummed("sk_"))
-    assert default_token_check(LEGACY)
-    assert not default_token_check(checksummed("ak_"))
-    assert not default_token_check(BAD_CHECKSUM)
-    assert not default_token_check("sk_" + "0123456789ABCDEF" * 4)  # legacy tokens are lowercase hex
+async def test_a_token_issued_by_the_credential_package_is_accepted(auth_client: AuthClientFactory) -> None:
+    issued = generate_service_token()
+    source = MemoryTokenSource({hash_token(issued): TokenRecord("tok-new", "deployer")})
+    client = await auth_client(ServiceTokenAuthenticator(source))
+    result = await decide(client, "GET", "/", headers={"Authorization": f"Bearer {issued}"})
+    assert (result["outcome"], result["credential_id"]) == ("principal", "tok-new")
+    assert sha256(issued) == hash_token(issued)  # the store's key is the SHA-256 hex of the whole token
