@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.admin.tokens import AdminTokens, load_admin_tokens
 from gateway.units import Address, parse_address, parse_duration, parse_network, parse_size
 
 T = TypeVar("T")
@@ -29,7 +30,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_CONFIG_PATH = "config/gateway.yaml"
 DEFAULT_IDENTITY_HEADERS = ("X-User-Id", "X-Tenant-Id", "X-Service-Id", "X-Auth-*", "X-Gateway-*")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
-STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel")
+STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
 
@@ -87,6 +88,29 @@ class LogSettings:
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
     tokens_file: Path | None = None
+    tokens: AdminTokens = field(default_factory=AdminTokens)  # SHA-256 digests read from tokens_file
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSettings:
+    """Encryption at rest of HMAC secrets, and the data plane's credential cache and usage batching."""
+
+    kek_file: Path | None = None
+    kek: str | None = field(default=None, repr=False)  # from GATEWAY_KEK only: never in the YAML file
+    cache_size: int = 10_000
+    cache_ttl: float = 10.0
+    negative_cache_ttl: float = 5.0
+    usage_flush_interval: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """The audit trail: a bounded in-memory buffer written in batches, and how long events are kept."""
+
+    retention: float = 30 * 86400.0  # seconds; 0 keeps events forever
+    buffer: int = 10_000
+    flush_interval: float = 1.0
+    batch_size: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +125,8 @@ class Settings:
     upstream_pool: UpstreamPoolSettings = field(default_factory=UpstreamPoolSettings)
     log: LogSettings = field(default_factory=LogSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    credentials: CredentialSettings = field(default_factory=CredentialSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     routes: tuple[RouteSettings, ...] = ()
     source: str = "<defaults>"
 
@@ -206,6 +232,43 @@ def _secret_file(value: object) -> Path:
     if not os.access(path, os.R_OK):
         raise ValueError(f"secret file not readable: {value!r}")
     return path
+
+
+def _positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be more than zero: {value!r}")
+    return seconds
+
+
+def _credentials(reader: _Reader, raw_section: object, environ: Mapping[str, str]) -> CredentialSettings:
+    defaults = CredentialSettings()
+    allowed = ("kek_file", "cache_size", "cache_ttl", "negative_cache_ttl", "usage_flush_interval")
+    with reader.at("credentials"):
+        raw = reader.mapping(raw_section, allowed)
+        kek_file = reader.value(raw, "kek_file", _secret_file, None)
+        kek = environ.get("GATEWAY_KEK") or None
+        if kek_file is not None or kek is not None:
+            from gateway.credentials.encryption import load_secret_box
+            from gateway.credentials.errors import CredentialError
+
+            try:  # a wrong KEK is a configuration error, reported before anything is served
+                load_secret_box(kek_file=kek_file, kek=kek)
+            except CredentialError as exc:
+                if kek_file is not None:
+                    reader.problem(exc.detail, "kek_file")
+                else:
+                    reader.problem(f"GATEWAY_KEK: {exc.detail}")
+        return CredentialSettings(
+            kek_file=kek_file,
+            kek=kek,
+            cache_size=reader.value(raw, "cache_size", _positive_int, defaults.cache_size),
+            cache_ttl=reader.value(raw, "cache_ttl", _positive_duration, defaults.cache_ttl),
+            negative_cache_ttl=reader.value(raw, "negative_cache_ttl", parse_duration, defaults.negative_cache_ttl),
+            usage_flush_interval=reader.value(
+                raw, "usage_flush_interval", _positive_duration, defaults.usage_flush_interval
+            ),
+        )
 
 
 def _identity_header(value: object) -> str:
@@ -324,6 +387,8 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         "upstream_pool",
         "log",
         "admin",
+        "credentials",
+        "audit",
         "routes",
     )
     data = dict(reader.mapping(raw, top))
@@ -345,7 +410,24 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         )
     with reader.at("admin"):
         raw_admin = reader.mapping(data.get("admin"), ("tokens_file",))
-        admin = AdminSettings(tokens_file=reader.value(raw_admin, "tokens_file", _secret_file, None))
+        tokens_file = reader.value(raw_admin, "tokens_file", _secret_file, None)
+        admin_tokens = AdminTokens()
+        if tokens_file is not None:
+            try:
+                admin_tokens = load_admin_tokens(tokens_file)
+            except ValueError as exc:
+                reader.problem(str(exc), "tokens_file")
+        admin = AdminSettings(tokens_file=tokens_file, tokens=admin_tokens)
+    credentials = _credentials(reader, data.get("credentials"), environ)
+    with reader.at("audit"):
+        raw_audit = reader.mapping(data.get("audit"), ("retention", "buffer", "flush_interval", "batch_size"))
+        audit_defaults = AuditSettings()
+        audit = AuditSettings(
+            retention=reader.value(raw_audit, "retention", parse_duration, audit_defaults.retention),
+            buffer=reader.value(raw_audit, "buffer", _positive_int, audit_defaults.buffer),
+            flush_interval=reader.value(raw_audit, "flush_interval", _positive_duration, audit_defaults.flush_interval),
+            batch_size=reader.value(raw_audit, "batch_size", _positive_int, audit_defaults.batch_size),
+        )
 
     routes: list[RouteSettings] = []
     raw_routes = data.get("routes")
@@ -371,9 +453,18 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         upstream_pool=pool,
         log=log,
         admin=admin,
+        credentials=credentials,
+        audit=audit,
         routes=tuple(routes),
         source=source,
     )
+    if not settings.admin_listen.is_loopback and settings.admin.tokens_file is None:
+        # The admin API can mint credentials: never serve it off-host unauthenticated.
+        reader.problem(
+            f"{settings.admin_listen} is not a loopback address: set admin.tokens_file (GATEWAY_ADMIN_TOKENS_FILE) "
+            "so the admin API is authenticated, or bind admin_listen to 127.0.0.1",
+            "admin_listen",
+        )
     if reader.problems:
         raise ConfigError(reader.problems)
     return settings
@@ -389,6 +480,7 @@ _ENVIRONMENT: dict[str, tuple[tuple[str, ...], Callable[[str], object]]] = {
     "GATEWAY_LOG_LEVEL": (("log", "level"), str),
     "GATEWAY_LOG_FORMAT": (("log", "format"), str),
     "GATEWAY_ADMIN_TOKENS_FILE": (("admin", "tokens_file"), str),
+    "GATEWAY_KEK_FILE": (("credentials", "kek_file"), str),
 }
 
 
