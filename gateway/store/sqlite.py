@@ -261,11 +261,32 @@ class SqliteStore:
 
     async def import_tokens(self, tokens: Sequence[ServiceToken]) -> None:
         """Store many new tokens in one transaction (all or none); the same checks as ``create_token``."""
+        if not tokens:
+            return
+        hashes = [t.token_hash for t in tokens]
+        live_names = [t.name for t in tokens if t.live]
+        if len(set(hashes)) < len(hashes):
+            raise Conflict("a token with this hash is already stored")
+        if len(set(live_names)) < len(live_names):
+            raise rules.duplicate_name(next(n for n in live_names if live_names.count(n) > 1))
+        rows = [to_row(t) for t in tokens]
+        columns = ", ".join(rows[0])
+        insert = f"INSERT INTO tokens ({columns}) VALUES ({', '.join('?' * len(rows[0]))})"  # noqa: S608
 
         def op(conn: sqlite3.Connection, changes: Changes) -> None:
-            for token in tokens:
-                _check_new_token(conn, token)
-                _insert(conn, "tokens", to_row(token))
+            # Set-based checks: a bulk import of a million legacy tokens stays a matter of seconds.
+            for chunk in _chunks(hashes):
+                sql = f"SELECT 1 FROM tokens WHERE token_hash IN ({', '.join('?' * len(chunk))}) LIMIT 1"  # noqa: S608
+                if conn.execute(sql, chunk).fetchone() is not None:
+                    raise Conflict("a token with this hash is already stored")
+            for chunk in _chunks(live_names):
+                sql = (
+                    f"SELECT name FROM tokens WHERE name IN ({', '.join('?' * len(chunk))}) "  # noqa: S608
+                    "AND revoked_at IS NULL AND replaced_by IS NULL LIMIT 1"
+                )
+                if (row := conn.execute(sql, chunk).fetchone()) is not None:
+                    raise rules.duplicate_name(row["name"])
+            conn.executemany(insert, [tuple(row.values()) for row in rows])
             if len(tokens) <= 100:
                 changes.extend(Invalidation(InvalidationKind.TOKEN, t.token_hash) for t in tokens)
             else:  # a bulk import: one message instead of thousands
@@ -564,6 +585,10 @@ class SqliteStore:
                 self._listeners.emit(Invalidation.decode(f"{row['kind']}:{row['ident']}"))
 
 
+def _chunks(values: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
 def _changes_since(conn: sqlite3.Connection, last: int) -> list[dict[str, Any]]:
     return conn.execute("SELECT seq, kind, ident FROM changes WHERE seq > ? ORDER BY seq", (last,)).fetchall()
 
@@ -595,17 +620,6 @@ def _client(conn: sqlite3.Connection, client_id: str) -> ApiClient | None:
 def _api_key(conn: sqlite3.Connection, key_hash: str) -> ApiKey | None:
     row = conn.execute("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
     return None if row is None else from_row(ApiKey, row)
-
-
-def _check_new_token(conn: sqlite3.Connection, token: ServiceToken) -> None:
-    if _token(conn, token.token_hash) is not None:
-        raise Conflict("a token with this hash is already stored")
-    if token.live:
-        live = conn.execute(
-            "SELECT 1 FROM tokens WHERE name = ? AND revoked_at IS NULL AND replaced_by IS NULL", (token.name,)
-        ).fetchone()
-        if live is not None:
-            raise rules.duplicate_name(token.name)
 
 
 def _check_new_key(conn: sqlite3.Connection, key: ApiKey, client_id: str) -> None:
