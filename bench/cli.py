@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="run only these scenarios (repeatable; the scenarios they are compared to are added)",
     )
+    parser.add_argument("--alone", action="store_true", help="with --scenario: do not add the compared-to scenarios")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--out", type=Path, default=_env("BENCH_OUT", Path, DEFAULT_OUT), help="JSON results file")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="generated configs, request pools, logs")
@@ -94,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def select(scenarios: Sequence[Scenario], names: Sequence[str] | None) -> list[Scenario]:
-    """The named scenarios plus, transitively, those they are compared to; in catalogue order."""
+def select(scenarios: Sequence[Scenario], names: Sequence[str] | None, *, alone: bool = False) -> list[Scenario]:
+    """The named scenarios plus (unless ``alone``), transitively, those they are compared to; in catalogue order."""
     if not names:
         return list(scenarios)
     by_name = {s.name: s for s in scenarios}
@@ -109,7 +110,7 @@ def select(scenarios: Sequence[Scenario], names: Sequence[str] | None) -> list[S
         if name not in wanted:
             wanted.add(name)
             compare_to = by_name[name].compare_to
-            if compare_to is not None and compare_to in by_name:
+            if not alone and compare_to is not None and compare_to in by_name:
                 pending.append(compare_to)
     return [s for s in scenarios if s.name in wanted]
 
@@ -126,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             versus = f" (vs {s.compare_to})" if s.compare_to else ""
             print(f"{s.name:<22} {s.description}{versus}")
         return 0
-    chosen = select(scenarios, args.scenario)
+    names = args.scenario or [n.strip() for n in os.environ.get("BENCH_SCENARIOS", "").split(",") if n.strip()]
+    chosen = select(scenarios, names, alone=args.alone)
     options = BenchOptions(args.duration, args.rounds, args.warmup, args.connections, args.timeout, args.workdir)
 
     def say(line: str) -> None:

@@ -29,9 +29,10 @@ function init(args)
   expected = tonumber(args[2])
   if size == 1 then
     -- One request: let wrk send the same bytes every time without calling Lua per request.
+    -- (wrk.init builds its static request with wrk.format() right after this function.)
     local only = pool[1]
     request = nil
-    wrk.request = function() return only end
+    wrk.format = function() return only end
   end
   if args[3] == "1" then
     -- Only when the expected status is an error status: wrk's own "status" error count covers

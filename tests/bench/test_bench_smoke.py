@@ -58,15 +58,30 @@ def test_gateway_scenario_is_measured_reported_and_its_servers_stopped(tmp_path:
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench installs it)")
-def test_wrk_loader_replays_the_pool_and_reports(tmp_path: Path) -> None:
+def test_wrk_replays_static_and_per_request_pools_through_the_gateway(tmp_path: Path) -> None:
     specs, _ = catalog()
-    bench = Bench([_scenario("upstream-direct")], specs, WrkLoader(), _options(tmp_path, 1), say=lambda _: None)
+    static = _scenario("gateway-noauth")
+    # A per-request pool (Lua request() per request) expecting an error status (Lua response() check).
+    signed = Scenario(
+        "per-request-404",
+        target="gateway-noauth",
+        request=RequestSpec(
+            path="/not-routed",
+            per_request=lambda draft: {"X-Bench-Index": str(draft.index)},
+            variants=10,
+            expect_status=404,
+        ),
+    )
+    bench = Bench([static, signed], specs, WrkLoader(), _options(tmp_path, 1), say=lambda _: None)
 
-    result = bench.run()[0].result
+    results = {m.scenario: m.result for m in bench.run()}
 
-    assert result.requests > 0
-    assert result.failed == 0
-    assert result.duration_s >= 1
+    for name in ("gateway-noauth", "per-request-404"):
+        assert results[name].requests > 0, name
+        assert results[name].failed == 0, name
+        assert results[name].duration_s >= 1
+    log = (tmp_path / "gateway-noauth.log").read_text()
+    assert '"path":"/bench/hello"' in log and '"path":"/not-routed"' in log
 
 
 def test_wrong_status_stops_the_run_with_the_servers_answer(tmp_path: Path) -> None:
@@ -101,5 +116,6 @@ def test_rounds_rotate_and_baselines_are_always_selected() -> None:
     names = [s.name for s in scenarios]
     assert [s.name for s in round_order(scenarios, 1)] == [*names[1:], names[0]]
     assert [s.name for s in select(scenarios, ["gateway-noauth"])] == names  # its ratio needs the minimal proxy
+    assert [s.name for s in select(scenarios, ["gateway-noauth"], alone=True)] == ["gateway-noauth"]
     assert percentile([1, 2, 3, 4], 0.5) == 2
     assert percentile([1, 2, 3, 4], 0.99) == 4
