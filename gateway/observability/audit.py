@@ -1,0 +1,279 @@
+"""The audit trail writer: events recorded on the request path, written in batches off it.
+
+::
+
+    pipeline / admin API --record(event)--> [ bounded buffer ] --every flush_interval,--> Store.append_audit
+                          (no I/O, no await)                     or when batch_size wait
+
+- :meth:`AuditTrail.record` appends to memory and returns: the request never waits
+  for the store.
+- The buffer is bounded (``buffer`` events). When it is full, the **oldest
+  successes** are dropped first; denials, would-be denials and admin actions are
+  dropped only when the buffer holds nothing else (memory stays bounded even when
+  the store is down during an attack). Every drop is counted in
+  ``gateway_audit_events_dropped_total{result}``.
+- A failed write puts its batch back in front of the buffer for the next try (still
+  bounded, by the same rule), and the writer backs off for one interval.
+- Retention: every hour (and at start) events older than ``retention`` are deleted
+  (:meth:`Store.prune_audit`; on Redis the stream is capped by the store as well).
+- :meth:`AuditTrail.close` stops the writer and flushes what is left.
+
+Admin actions are written at once with :meth:`AuditTrail.record_now` (they fall back to
+the buffer if the store refuses), so an operator's change is on record before the
+answer goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from gateway.credentials.audit import AuditEvent, AuditResult
+from gateway.store.base import Store
+from gateway.store.errors import StoreError
+
+log = logging.getLogger("gateway.audit")
+
+DEFAULT_BUFFER = 10_000
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_FLUSH_INTERVAL = 1.0
+DEFAULT_RETENTION = 30 * 86400.0
+PRUNE_INTERVAL = 3600.0
+CLOSE_TIMEOUT = 5.0
+_DROP_LOG_INTERVAL = 10.0
+
+_Entry = tuple[int, AuditEvent]  # (arrival order, event)
+
+
+class AuditSink(Protocol):
+    """Where the pipeline reports authentication decisions; ``record`` must not block."""
+
+    def record(self, event: AuditEvent) -> None: ...
+
+
+class AuditMetrics:
+    """The audit writer's metrics, on the gateway's registry (or a private one)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry or CollectorRegistry(auto_describe=True)
+        self.dropped = Counter(
+            "gateway_audit_events_dropped_total",
+            "Audit events dropped because the buffer was full, by result (successes go first).",
+            ["result"],
+            registry=registry,
+        )
+        self.written = Counter(
+            "gateway_audit_events_written_total", "Audit events written to the store.", registry=registry
+        )
+        self.write_failures = Counter(
+            "gateway_audit_write_failures_total",
+            "Batches of audit events the store refused (kept for the next try).",
+            registry=registry,
+        )
+        self.pruned = Counter(
+            "gateway_audit_events_pruned_total", "Audit events deleted by retention.", registry=registry
+        )
+        self.buffered = Gauge("gateway_audit_events_buffered", "Audit events waiting to be written.", registry=registry)
+        # Children created up front: the label set is bounded and record() stays cheap.
+        self.dropped_by_result = {result: self.dropped.labels(result.value) for result in AuditResult}
+
+
+class AuditTrail:
+    """Buffers audit events and writes them to the store in batches (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        registry: CollectorRegistry | None = None,
+        buffer: int = DEFAULT_BUFFER,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        retention: float = DEFAULT_RETENTION,
+        prune_interval: float = PRUNE_INTERVAL,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if buffer <= 0 or batch_size <= 0 or flush_interval <= 0 or retention < 0 or prune_interval <= 0:
+            raise ValueError("buffer, batch_size, flush_interval and prune_interval must be positive")
+        self.store = store
+        self.capacity = buffer
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.retention = retention
+        self.prune_interval = prune_interval
+        self.metrics = AuditMetrics(registry)
+        self.dropped: dict[AuditResult, int] = dict.fromkeys(AuditResult, 0)
+        self._clock = clock
+        self._successes: deque[_Entry] = deque()  # result=allow: the first to go when full
+        self._kept: deque[_Entry] = deque()  # denials, would-be denials, admin actions
+        self._arrivals = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self._last_drop_log = 0.0
+        self._unlogged_drops = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def pending(self) -> int:
+        return len(self._successes) + len(self._kept)
+
+    # -- the request path --------------------------------------------------------------------
+    def record(self, event: AuditEvent) -> None:
+        """Queue ``event`` for the next batch. Never blocks, never raises for a full buffer."""
+        self._arrivals += 1
+        (self._successes if event.result is AuditResult.ALLOW else self._kept).append((self._arrivals, event))
+        if self.pending > self.capacity:
+            self._shed()
+        self.metrics.buffered.set(self.pending)
+        if self.pending >= self.batch_size:
+            self._wake.set()
+
+    async def record_now(self, event: AuditEvent) -> None:
+        """Write ``event`` at once (admin actions); if the store refuses, keep it for the next batch."""
+        try:
+            await self.store.append_audit([event])
+        except StoreError as exc:
+            log.warning("audit event not written yet; kept for the next batch", extra={"error": exc.detail})
+            self.record(event)
+            return
+        self.metrics.written.inc()
+
+    def _shed(self) -> None:
+        """Drop events until the buffer fits: the oldest successes first, then the oldest of the rest."""
+        while self.pending > self.capacity:
+            _, event = self._successes.popleft() if self._successes else self._kept.popleft()
+            self.dropped[event.result] += 1
+            self.metrics.dropped_by_result[event.result].inc()
+            self._unlogged_drops += 1
+            if event.result is not AuditResult.ALLOW:
+                # Only reached when the buffer holds nothing but failures and admin actions.
+                log.error("audit buffer full of denials: dropped one", extra={"result": event.result.value})
+        now = time.monotonic()
+        if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
+            log.warning(
+                "audit buffer full: events dropped (successes first)",
+                extra={"dropped": self._unlogged_drops, "capacity": self.capacity},
+            )
+            self._last_drop_log = now
+            self._unlogged_drops = 0
+
+    # -- writing -----------------------------------------------------------------------------
+    def _take(self, limit: int) -> list[_Entry]:
+        """The oldest ``limit`` events across both queues, in arrival order."""
+        batch: list[_Entry] = []
+        successes, kept = self._successes, self._kept
+        while len(batch) < limit and (successes or kept):
+            if not kept or (successes and successes[0][0] < kept[0][0]):
+                batch.append(successes.popleft())
+            else:
+                batch.append(kept.popleft())
+        return batch
+
+    def _put_back(self, batch: list[_Entry]) -> None:
+        """Return a batch the store refused to the front of the buffer (it is older than the rest)."""
+        for entry in reversed(batch):
+            (self._successes if entry[1].result is AuditResult.ALLOW else self._kept).appendleft(entry)
+        if self.pending > self.capacity:
+            self._shed()
+        self.metrics.buffered.set(self.pending)
+
+    async def flush(self) -> int:
+        """Write the events buffered now, in batches; returns how many were written.
+
+        On a store error the unwritten events go back to the buffer and the error is raised.
+        """
+        async with self._flush_lock:
+            remaining, written = self.pending, 0
+            while remaining > 0 and self.pending:
+                batch = self._take(min(self.batch_size, remaining))
+                try:
+                    await self.store.append_audit([event for _, event in batch])
+                except BaseException as exc:  # cancelled too: a duplicate beats a lost audit event
+                    self._put_back(batch)
+                    if isinstance(exc, StoreError):
+                        self.metrics.write_failures.inc()
+                    raise
+                remaining -= len(batch)
+                written += len(batch)
+                self.metrics.written.inc(len(batch))
+                self.metrics.buffered.set(self.pending)
+            return written
+
+    async def prune(self) -> int:
+        """Delete events older than ``retention`` (nothing when retention is 0)."""
+        if not self.retention:
+            return 0
+        pruned = await self.store.prune_audit(self._clock() - timedelta(seconds=self.retention))
+        self.metrics.pruned.inc(pruned)
+        if pruned:
+            log.info("audit events pruned", extra={"pruned": pruned, "retention_s": self.retention})
+        return pruned
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the periodic writer (and retention)."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="gateway-audit-writer")
+
+    async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Stop the writer and write what is left (best effort within ``timeout``). Idempotent."""
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout)
+            except TimeoutError:
+                log.warning("audit writer did not stop in time")
+        if self.pending:
+            try:
+                await asyncio.wait_for(self.flush(), timeout)
+            except (StoreError, TimeoutError) as exc:
+                log.error(
+                    "audit events lost at shutdown: the store did not take them",
+                    extra={"events": self.pending, "error": getattr(exc, "detail", type(exc).__name__)},
+                )
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            self._wake.clear()
+            if self.stopping:
+                break  # close() flushes
+            try:
+                if self.pending:
+                    await self.flush()
+            except StoreError as exc:
+                log.warning("audit write failed; will retry", extra={"error": exc.detail, "pending": self.pending})
+                # Back off one interval, even if batches fill meanwhile: do not hammer a store that is down.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped(), self.flush_interval)
+                continue
+            if self.retention and loop.time() >= next_prune:
+                next_prune = loop.time() + self.prune_interval
+                try:
+                    await self.prune()
+                except StoreError as exc:
+                    log.warning("audit retention failed; will retry", extra={"error": exc.detail})
+
+    async def _stopped(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
