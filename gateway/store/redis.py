@@ -66,6 +66,7 @@ DEFAULT_TIMEOUT = 2.0
 # happens, but the replica's and Redis's clocks may disagree by up to this much.
 AUDIT_CLOCK_SLACK = timedelta(minutes=5)
 AUDIT_PAGE = 500
+USAGE_CHUNK = 1000
 _OPTIONS = frozenset({"prefix", "audit_maxlen", "timeout", "sentinel_password"})
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -313,7 +314,6 @@ class RedisStore:
         args = (self._channel, new.service_id, old_key_id, new.key_id, _row_json(new), to_micros(grace_until))
         with self._failures("rotating a service key"):
             status, old_json = await _ROTATE_SERVICE_KEY(self._client, [self._svc(new.service_id)], args)
-            await self._client.sadd(f"{self._keys}:services", new.service_id)
         if status == "notfound":
             raise NotFound(f"service {new.service_id!r} has no key {old_key_id!r}")
         if status == "conflict":
@@ -432,13 +432,13 @@ class RedisStore:
         return sorted(tokens, key=lambda t: (t.expires, t.token_hash))
 
     async def _record_usage(self, base: str, infix: str, usage: Mapping[str, Usage]) -> None:
-        if not usage:
-            return
-        args: list[object] = [base, infix]
-        for ident, (count, last_used) in usage.items():
-            args += [ident, count, to_micros(last_used)]
+        items = list(usage.items())
         with self._failures("recording usage"):
-            await _RECORD_USAGE(self._client, [f"{base}:all"], args)
+            for start in range(0, len(items), USAGE_CHUNK):  # bounded script calls; counts only add up
+                args: list[object] = [base, infix]
+                for ident, (count, last_used) in items[start : start + USAGE_CHUNK]:
+                    args += [ident, count, to_micros(last_used)]
+                await _RECORD_USAGE(self._client, [f"{base}:all"], args)
 
     async def record_usage(self, usage: Mapping[str, Usage]) -> None:
         await self._record_usage(self._tokens, ":t:", usage)
