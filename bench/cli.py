@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bench.loader import LoaderFailed, choose_loader
 from bench.results import Report, now
@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only these scenarios (repeatable; the scenarios they are compared to are added)",
     )
     parser.add_argument("--alone", action="store_true", help="with --scenario: do not add the compared-to scenarios")
+    parser.add_argument(
+        "--store-lookup",
+        choices=("auto", "yes", "no"),
+        default=_env("BENCH_STORE_LOOKUP", _one_of("auto", "yes", "no"), "auto"),
+        help="also run bench/store_lookup.py (auto: when no --scenario is given)",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--out", type=Path, default=_env("BENCH_OUT", Path, DEFAULT_OUT), help="JSON results file")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="generated configs, request pools, logs")
@@ -117,6 +123,19 @@ def select(scenarios: Sequence[Scenario], names: Sequence[str] | None, *, alone:
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the server pool, which stops every server
+
+
+def _store_lookup(say: Callable[[str], None]) -> Any:
+    """The credential-cache lookup benchmark of bench/store_lookup.py, when that module is there."""
+    try:
+        from bench import store_lookup
+    except ImportError as exc:
+        say(f"\nstore lookups: skipped ({exc})")
+        return None
+    say("\nstore lookups through the credential cache (bench/store_lookup.py):")
+    figures = store_lookup.run()
+    say(store_lookup.report(figures))
+    return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,9 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     report = Report.build(chosen, measurements, options, loader.name, started)
-    report.write_json(args.out)
     print()
     print(report.table())
+    extra: dict[str, Any] = {}
+    if args.store_lookup == "yes" or (args.store_lookup == "auto" and not names):
+        try:
+            extra["store_lookup"] = _store_lookup(say)
+        except KeyboardInterrupt:
+            print("bench: interrupted", file=sys.stderr)
+            return 130
+    report.write_json(args.out, extra)
     print(f"\nresults: {args.out}")
     if report.failed:
         return 1

@@ -61,7 +61,11 @@ class LoadResult:
         return self.unexpected_status + sum(self.errors.values())
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "rps": round(self.rps, 1)}
+        data = asdict(self)
+        for key in (*LATENCY_KEYS, "duration_s", "loader_cpu_s"):
+            if data[key] is not None:
+                data[key] = round(data[key], 4)
+        return {**data, "rps": round(self.rps, 1)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], loader_cpu_s: float | None = None) -> LoadResult:

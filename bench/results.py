@@ -182,9 +182,10 @@ class Report:
             "ratios": [r.to_json() for r in self.ratios],
         }
 
-    def write_json(self, path: Path) -> None:
+    def write_json(self, path: Path, extra: dict[str, Any] | None = None) -> None:
+        """Write the report, plus ``extra`` top-level sections (other benchmarks' figures)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        path.write_text(json.dumps({**self.to_json(), **(extra or {})}, indent=2) + "\n")
 
     def table(self) -> str:
         o = self.options
