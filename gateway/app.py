@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.admin.api import mount_admin_api
 from gateway.admin.health import READINESS, REGISTRY, Readiness, add_health_routes
 from gateway.observability.metrics import GatewayMetrics
 from gateway.proxy import Gateway
+from gateway.runtime import Runtime
 from gateway.settings import Settings
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -43,11 +45,16 @@ def create_app(settings: Settings, metrics: GatewayMetrics | None = None) -> web
     return app
 
 
-def create_admin_app(gateway: Gateway, readiness: Readiness | None = None) -> web.Application:
-    """The admin application: metrics, health and readiness."""
+def create_admin_app(
+    gateway: Gateway, readiness: Readiness | None = None, runtime: Runtime | None = None
+) -> web.Application:
+    """The admin application: metrics, health and readiness; with a runtime, the store check and the admin API."""
     app = web.Application()
     app[REGISTRY] = gateway.metrics.registry
     app[READINESS] = readiness or Readiness()
     app[GATEWAY] = gateway
     add_health_routes(app)
+    if runtime is not None:
+        runtime.add_readiness_checks(app[READINESS])
+        mount_admin_api(app, runtime)  # /admin/v1/...: authenticated; the health routes above stay open
     return app

@@ -85,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_USAGE
     from gateway.observability.logging import configure_logging
+    from gateway.runtime import StartupError
     from gateway.server import serve
 
     configure_logging(
@@ -94,6 +95,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     demo = parse_address(args.demo_upstream) if args.demo_upstream else None
     try:
         run_async(serve(settings, demo_upstream=demo))
+    except StartupError as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"gateway: cannot listen: {exc}", file=sys.stderr)
         return EXIT_FAILED

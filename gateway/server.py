@@ -18,6 +18,8 @@ from aiohttp import web
 
 from gateway.admin.health import Readiness
 from gateway.app import GATEWAY, create_admin_app, create_app
+from gateway.observability.metrics import GatewayMetrics
+from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.units import Address
 
@@ -41,11 +43,25 @@ def _bound(runner: web.AppRunner) -> list[str]:
 
 
 async def serve(settings: Settings, *, demo_upstream: Address | None = None) -> None:
+    """Open the runtime (store, cache, usage, audit), serve until SIGTERM/SIGINT, drain, then stop it.
+
+    Raises :class:`~gateway.runtime.StartupError` before binding anything when the store or KEK is unusable.
+    """
+    metrics = GatewayMetrics()
+    runtime = await Runtime.open(settings, registry=metrics.registry)
+    try:
+        await runtime.start()
+        await _serve(settings, runtime, metrics, demo_upstream)
+    finally:
+        await runtime.stop()  # after the drain: the last requests' audit events and usage are written
+
+
+async def _serve(settings: Settings, runtime: Runtime, metrics: GatewayMetrics, demo_upstream: Address | None) -> None:
     """Run the gateway until SIGTERM/SIGINT, then drain and return."""
-    app = create_app(settings)
+    app = create_app(settings, metrics)
     gateway = app[GATEWAY]
     readiness = Readiness()
-    admin_app = create_admin_app(gateway, readiness)
+    admin_app = create_admin_app(gateway, readiness, runtime)
 
     runners: list[web.AppRunner] = []
     if demo_upstream is not None:
