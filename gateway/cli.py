@@ -77,6 +77,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             f"  connect={route.timeouts.connect:g}s read={route.timeouts.read:g}s max_body={route.max_body}"
             + (f"  {' '.join(flags)}" if flags else "")
         )
+        if route.policy is not None:
+            print(f"  {'':<16} policy: {route.policy.describe()}")
     return EXIT_OK
 
 

@@ -22,6 +22,16 @@ from urllib.parse import urlsplit
 import yaml
 
 from gateway.admin.tokens import AdminTokens, load_admin_tokens
+from gateway.auth_settings import (
+    ROUTE_POLICY_KEYS,
+    AuthnSettings,
+    ContextSigningSettings,
+    PolicySettings,
+    check_route_policy,
+    parse_authn,
+    parse_context_signing,
+    parse_route_policy,
+)
 from gateway.units import Address, parse_address, parse_duration, parse_network, parse_size
 
 T = TypeVar("T")
@@ -70,6 +80,7 @@ class RouteSettings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_body: int = DEFAULT_MAX_BODY
     websocket: bool = True
+    policy: PolicySettings | None = None  # auth, mode, allowlists, CORS (gateway/auth_settings.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +138,8 @@ class Settings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     credentials: CredentialSettings = field(default_factory=CredentialSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    authn: AuthnSettings = field(default_factory=AuthnSettings)
+    context_signing: ContextSigningSettings = field(default_factory=ContextSigningSettings)
     routes: tuple[RouteSettings, ...] = ()
     source: str = "<defaults>"
 
@@ -319,6 +332,7 @@ def _route(reader: _Reader, raw_route: object) -> RouteSettings | None:
         "timeouts",
         "max_body",
         "websocket",
+        *ROUTE_POLICY_KEYS,
     )
     raw = reader.mapping(raw_route, allowed)
     if not isinstance(raw_route, dict):
@@ -346,6 +360,7 @@ def _route(reader: _Reader, raw_route: object) -> RouteSettings | None:
         timeouts=timeouts,
         max_body=reader.value(raw, "max_body", parse_size, DEFAULT_MAX_BODY),
         websocket=reader.value(raw, "websocket", _bool, True),
+        policy=parse_route_policy(reader, raw, frozenset(methods) if methods else None),
     )
 
 
@@ -389,6 +404,8 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         "admin",
         "credentials",
         "audit",
+        "authn",
+        "context_signing",
         "routes",
     )
     data = dict(reader.mapping(raw, top))
@@ -429,6 +446,9 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
             batch_size=reader.value(raw_audit, "batch_size", _positive_int, audit_defaults.batch_size),
         )
 
+    authn = parse_authn(reader, data.get("authn"))
+    context_signing = parse_context_signing(reader, data.get("context_signing"))
+    has_kek = credentials.kek_file is not None or credentials.kek is not None
     routes: list[RouteSettings] = []
     raw_routes = data.get("routes")
     if raw_routes is not None and not isinstance(raw_routes, list):
@@ -437,6 +457,8 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         for index, raw_route in enumerate(raw_routes):
             with reader.at("routes"), reader.at(index):
                 route = _route(reader, raw_route)
+                if route is not None and route.policy is not None:
+                    check_route_policy(reader, route.policy, authn, has_kek)
             if route is not None:
                 routes.append(route)
     _check_route_set(reader, routes)
@@ -455,6 +477,8 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         admin=admin,
         credentials=credentials,
         audit=audit,
+        authn=authn,
+        context_signing=context_signing,
         routes=tuple(routes),
         source=source,
     )
