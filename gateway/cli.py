@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = with_config(commands.add_parser("check-config", help="validate the configuration and print the routes"))
     check.set_defaults(func=cmd_check_config)
 
+    from gateway.commands import register_commands
+
+    register_commands(commands)  # keys, tokens, clients, audit, admin-token
+
     demo = commands.add_parser("demo-upstream", help="run only the demo echo upstream")
     demo.add_argument("--listen", default="127.0.0.1:9000", type=_address, metavar="HOST:PORT")
     demo.set_defaults(func=cmd_demo_upstream)

@@ -114,12 +114,20 @@ class Runtime:
         readiness.add("store", self.store.check)
 
 
-def _secret_box(settings: Settings) -> SecretBox | None:
+def load_kek(settings: Settings) -> SecretBox | None:
+    """The configured key-encryption key, or ``None`` (tokens and API keys need none; HMAC keys do).
+
+    Raises :class:`~gateway.credentials.errors.CredentialError` naming the source when it is unusable.
+    """
     credentials = settings.credentials
     if credentials.kek_file is None and credentials.kek is None:
-        return None  # tokens and API keys need no KEK; HMAC key registration says so when tried
+        return None
+    return load_secret_box(kek_file=credentials.kek_file, kek=credentials.kek)
+
+
+def _secret_box(settings: Settings) -> SecretBox | None:
     try:
-        return load_secret_box(kek_file=credentials.kek_file, kek=credentials.kek)
+        return load_kek(settings)
     except CredentialError as exc:
-        where = "credentials.kek_file" if credentials.kek_file is not None else "GATEWAY_KEK"
+        where = "credentials.kek_file" if settings.credentials.kek_file is not None else "GATEWAY_KEK"
         raise StartupError(f"{where}: {exc.detail}") from None

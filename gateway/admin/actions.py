@@ -316,6 +316,7 @@ class CredentialAdmin:
         secret: str | None = None,
         public_key: str | bytes | None = None,
         lifetime: timedelta | None = DEFAULT_KEY_LIFETIME,
+        new_key_id: str | None = None,
     ) -> tuple[str | None, ServiceKey, ServiceKey]:
         """Add a new key and keep the old one (default: the newest usable one) valid for ``grace``.
 
@@ -334,7 +335,7 @@ class CredentialAdmin:
         generated: str | None = None
         if old.algorithm is KeyAlgorithm.HMAC_SHA256 and secret is None and public_key is None:
             generated = secret = generate_service_secret()
-        new = self._new_service_key(service, secret, public_key, None, lifetime, None)
+        new = self._new_service_key(service, secret, public_key, new_key_id, lifetime, None)
         updated = await self.store.rotate_service_key(new, old_key_id=old.key_id, grace_until=now + grace)
         await self._audited("keys.rotate", "service_key", f"{service}/{new.key_id}", f"old={old.key_id} grace={grace}")
         return generated, updated, new

@@ -1,0 +1,112 @@
+"""``gateway audit [--since 1h|TIME] [--principal P] [--result deny] [--limit N] [--follow]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from collections.abc import Sequence
+
+from gateway.admin.inputs import parse_since, parse_time
+from gateway.admin.views import audit_view, when
+from gateway.commands.flags import flag, leaf
+from gateway.commands.session import Session, bind, table
+from gateway.credentials.audit import AuditEvent, AuditResult
+
+FOLLOW_INTERVAL = 1.0
+HEADERS = ["time", "result", "reason", "principal", "credential", "request", "client ip", "admin action"]
+
+
+def _row(event: AuditEvent) -> list[object]:
+    credential = f"{event.credential_kind}:{event.credential_id}" if event.credential_kind else event.credential_id
+    request = f"{event.method} {event.route}".strip()
+    action = f"{event.action} {event.target}".strip()
+    return [
+        when(event.time),
+        event.result.value,
+        event.reason,
+        event.principal,
+        credential,
+        request,
+        event.client_ip,
+        action,
+    ]
+
+
+def _emit(session: Session, events: Sequence[AuditEvent], *, header: bool) -> None:
+    if session.json:
+        for event in events:  # one JSON object per line: easy to pipe into jq, also while following
+            print(json.dumps(audit_view(event)), file=session.out, flush=True)
+    elif header:
+        table([_row(event) for event in events], HEADERS, session.out)
+    else:
+        for event in events:
+            print("  ".join(str(cell or "-") for cell in _row(event)), file=session.out, flush=True)
+
+
+def _result(text: str) -> AuditResult:
+    try:
+        return AuditResult(text)
+    except ValueError:
+        raise ValueError(f"expected one of {', '.join(r.value for r in AuditResult)}, got {text!r}") from None
+
+
+async def audit(session: Session) -> None:
+    args = session.args
+    now = session.admin.now()
+    since = flag("--since", args.since, lambda text: parse_since(text, now))
+    until = flag("--until", args.until, parse_time)
+    result = flag("--result", args.result, _result)
+    if args.limit < 1:
+        raise ValueError(f"--limit: must be at least 1, got {args.limit}")
+    events = await session.admin.query_audit(
+        since=since, until=until, principal=args.principal, result=result, limit=args.limit, newest_first=True
+    )
+    events.reverse()  # the newest N, printed oldest first: like tail
+    _emit(session, events, header=True)
+    if args.follow:
+        await _follow(session, events, since, result)
+
+
+async def _follow(session: Session, shown: list[AuditEvent], since: object, result: AuditResult | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    last = shown[-1].time if shown else session.admin.now()
+    seen = {event.event_id for event in shown if event.time == last}
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), FOLLOW_INTERVAL)
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                break
+            fresh = [
+                event
+                for event in await session.admin.query_audit(
+                    since=last, principal=session.args.principal, result=result, limit=1000, newest_first=False
+                )
+                if event.event_id not in seen
+            ]
+            if fresh:
+                _emit(session, fresh, header=False)
+                if fresh[-1].time != last:
+                    last, seen = fresh[-1].time, set()
+                seen.update(event.event_id for event in fresh if event.time == last)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = leaf(commands.add_parser("audit", help="read the audit trail (authentication decisions, admin actions)"))
+    parser.add_argument("--since", metavar="DURATION|TIME", help="e.g. 1h, 7d or 2030-01-01T00:00:00Z")
+    parser.add_argument("--until", metavar="TIME")
+    parser.add_argument("--principal", help="service:<id>, client:<id>, admin:<name>, cli:<login>...")
+    parser.add_argument("--result", metavar="RESULT", help="allow, deny, would_deny or admin")
+    parser.add_argument("--limit", type=int, default=50, help="the newest N events (default 50)")
+    parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events (Ctrl-C to stop)")
+    parser.set_defaults(func=bind(audit))
