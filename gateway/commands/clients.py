@@ -36,7 +36,7 @@ async def register_client(session: Session) -> None:
     client, text, key = await session.admin.register_client(
         name=args.name,
         tenant=args.tenant,
-        allowed_ips=listed("--allow-ip", args.allow_ip, parse_cidrs),
+        allowed_ips=[str(network) for network in listed("--allow-ip", args.allow_ip, parse_cidrs)],
         allowed_origins=listed("--allow-origin", args.allow_origin, parse_origins),
         scopes=listed("--scope", args.scope, parse_scopes),
         key_expires=expiry_flags(
