@@ -20,9 +20,16 @@ from gateway.settings import Settings
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
-def create_app(settings: Settings, metrics: GatewayMetrics | None = None) -> web.Application:
-    """The data-plane application: every path goes to the proxy handler."""
-    gateway = Gateway(settings, metrics or GatewayMetrics())
+def create_app(
+    settings: Settings, metrics: GatewayMetrics | None = None, *, runtime: Runtime | None = None
+) -> web.Application:
+    """The data-plane application: every path goes to the proxy handler.
+
+    ``runtime`` (store, credential cache, usage, audit) is what route policies run on.
+    Without one, and if some route has a policy, the application opens its own from
+    ``settings`` at start-up and stops it at cleanup (tests, embedding).
+    """
+    gateway = Gateway(settings, metrics or GatewayMetrics(), runtime)
     app = web.Application(
         handler_args={
             "max_field_size": settings.max_header_size,
@@ -32,9 +39,20 @@ def create_app(settings: Settings, metrics: GatewayMetrics | None = None) -> web
     app[GATEWAY] = gateway
 
     async def upstream_sessions(app: web.Application) -> AsyncIterator[None]:
-        await gateway.open_sessions()
-        yield
-        await gateway.close_sessions()
+        owned: Runtime | None = None
+        if gateway.runtime is None and gateway.needs_runtime:
+            owned = await Runtime.open(settings, registry=gateway.metrics.registry)
+            await owned.start()
+            gateway.attach(owned)
+        try:
+            await gateway.start_auth()
+            await gateway.open_sessions()
+            yield
+        finally:
+            await gateway.close_sessions()
+            await gateway.close_auth()
+            if owned is not None:
+                await owned.stop()
 
     async def close_websockets(app: web.Application) -> None:
         await gateway.close_websockets()

@@ -2,7 +2,12 @@
 
 Request flow (see docs/architecture.md)::
 
-    client ip -> request id -> route -> [policy] -> upstream headers -> forward -> stream back
+    client ip -> request id -> route -> policy -> upstream headers -> forward -> stream back
+
+A route with a policy (``auth``, allowlists, CORS) runs it after the match
+(:mod:`gateway.pipeline.policy`); a route without one pays nothing for it. On
+success the upstream gets the trusted context headers (``X-User-Id``...) and not
+the credential itself, unless the route says ``forward_credential``.
 
 Bodies are never buffered whole: request bodies stream to the upstream as they
 arrive (counted against the route's ``max_body``), response bodies stream back
@@ -14,13 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 from time import perf_counter
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from gateway.clientip import TrustedProxies
 from gateway.context import (
@@ -37,9 +46,15 @@ from gateway.context import (
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable, render
 from gateway.observability.logging import access_logger, request_id_var
 from gateway.observability.metrics import UNMATCHED_ROUTE, GatewayMetrics
+from gateway.pipeline.base import Principal
+from gateway.pipeline.policy import AuthOutcome, RoutePolicy
 from gateway.routing import Route, RouteTable
+from gateway.sdk import context as ctx
 from gateway.settings import Settings
 from gateway.websocket import proxy_websocket
+
+if TYPE_CHECKING:
+    from gateway.pipeline.assembly import AuthAssembly, AuthRuntime
 
 log = logging.getLogger("gateway.proxy")
 
@@ -50,6 +65,15 @@ CLIENT_CLOSED = 499  # nginx's convention for "client went away before the answe
 # Request headers never forwarded as sent: hop-by-hop, rebuilt by us, or handled by aiohttp.
 _REQUEST_SKIP = HOP_BY_HOP | FORWARDING_HEADERS | {"host", "expect", REQUEST_ID_HEADER.lower()}
 _RESPONSE_SKIP = HOP_BY_HOP | {REQUEST_ID_HEADER.lower()}
+# On a route whose CORS the gateway answers, the upstream's own CORS headers would contradict it.
+_CORS_RESPONSE_SKIP = _RESPONSE_SKIP | {
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-expose-headers",
+    "access-control-max-age",
+}
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -75,12 +99,22 @@ class _BodyGuard:
 class Gateway:
     """Holds what the data plane reads per request. Built once from Settings."""
 
-    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: GatewayMetrics, runtime: AuthRuntime | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.routes = RouteTable.from_settings(settings.routes)
         self.trusted = TrustedProxies(settings.trusted_proxies)
         self.identity = IdentityHeaderRules(settings.identity_headers)
+        # Policies by route name, built by attach(): empty until then, and for routes without one.
+        self.runtime: AuthRuntime | None = None
+        self.auth: AuthAssembly | None = None
+        self.policies: dict[str, RoutePolicy] = {}
+        self._request_skips: dict[str, frozenset[str]] = {}
+        signing = settings.context_signing
+        self._context_key = signing.key if signing.enabled else None
+        self._context_key_id = signing.key_id
+        if runtime is not None:
+            self.attach(runtime)
         self.sessions: dict[str, aiohttp.ClientSession] = {}
         self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.in_flight = 0
@@ -89,7 +123,28 @@ class Gateway:
         self.draining = False
         self._access_log = settings.log.access_log
 
+    @property
+    def needs_runtime(self) -> bool:
+        """Whether some route has a policy to run (it needs the store, the cache and the audit trail)."""
+        return any(r.policy is not None and r.policy.mode != "off" for r in self.settings.routes)
+
+    def attach(self, runtime: AuthRuntime) -> None:
+        """Build the route policies over ``runtime`` (once, before serving)."""
+        from gateway.pipeline.assembly import AuthAssembly
+
+        self.runtime = runtime
+        self.auth = AuthAssembly(self.settings, runtime, self.metrics)
+        self.policies = self.auth.policies
+        self._request_skips = {name: _REQUEST_SKIP | p.credential_headers for name, p in self.policies.items()}
+
     # -- lifecycle ---------------------------------------------------------------------------
+    async def start_auth(self) -> None:
+        if self.auth is not None:
+            await self.auth.start()
+
+    async def close_auth(self) -> None:
+        if self.auth is not None:
+            await self.auth.close()
 
     async def open_sessions(self) -> None:
         """One pooled ClientSession per upstream origin, shared by every route that uses it."""
@@ -138,24 +193,39 @@ class Gateway:
         sent = 0
         guard: _BodyGuard | None = None
         response: web.StreamResponse | None = None
+        outcome: AuthOutcome | None = None
         self.in_flight += 1
         self.metrics.in_flight.inc()
         raw_path, _, query = request.raw_path.partition("?")
         try:
             route = self._match(request, raw_path)
             route_name = route.name
+            url = route.upstream_url(raw_path, query)
+            policy = self.policies.get(route_name) if self.policies else None
+            if policy is not None:
+                outcome = await policy.evaluate(request, client_ip, request_id)
+                if outcome.response is not None:  # answered here (CORS preflight)
+                    response = outcome.response
+                    status = response.status
+                    return response
             if route.settings.websocket and _is_websocket_upgrade(headers):
                 status = 101
                 return await proxy_websocket(
                     self,
                     request,
                     route,
-                    self._upstream_headers(request, route, peer, trusted_peer, request_id, websocket=True),
-                    route.upstream_url(raw_path, query),
+                    self._upstream_headers(request, route, peer, trusted_peer, request_id, url, outcome, True),
+                    URL(url, encoded=True),
                 )
-            upstream_headers = self._upstream_headers(request, route, peer, trusted_peer, request_id)
-            data: AsyncIterator[bytes] | None = None
-            if request.body_exists:
+            upstream_headers = self._upstream_headers(request, route, peer, trusted_peer, request_id, url, outcome)
+            data: AsyncIterator[bytes] | bytes | None = None
+            buffered = outcome.view.body if outcome is not None else None
+            if buffered is not None:
+                # An authenticator read the body (to check its digest): forward exactly those bytes.
+                if len(buffered) > route.settings.max_body:
+                    raise PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
+                data = buffered
+            elif request.body_exists:
                 length = request.content_length
                 if length is not None and length > route.settings.max_body:
                     raise PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
@@ -166,7 +236,7 @@ class Gateway:
             try:
                 async with session.request(
                     request.method,
-                    route.upstream_url(raw_path, query),
+                    URL(url, encoded=True),  # as sent: yarl would otherwise re-quote (%2F -> / in a query)
                     headers=upstream_headers,
                     data=data,
                     allow_redirects=False,
@@ -175,7 +245,8 @@ class Gateway:
                     upstream_time = perf_counter() - forwarded_at
                     if guard is not None and guard.overrun:
                         raise PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
-                    response, sent, status = await self._respond(request, upstream, request_id)
+                    cors = outcome.cors_headers if outcome is not None else None
+                    response, sent, status = await self._respond(request, upstream, request_id, cors)
                     if status == UpstreamUnavailable.status and upstream.status != status:
                         self.metrics.upstream_errors.labels(route_name, "upstream.broken_response").inc()
                     return response
@@ -188,6 +259,8 @@ class Gateway:
             if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
                 self.metrics.upstream_errors.labels(route_name, error.code).inc()
             response = render(error, request_id)
+            if outcome is not None and outcome.cors_headers is not None:
+                response.headers.update(outcome.cors_headers)  # an upstream failure, readable by the page
             return response
         except asyncio.CancelledError:
             status = CLIENT_CLOSED
@@ -203,20 +276,21 @@ class Gateway:
                 route_name, request.method, status, None if status == 101 else duration, upstream_time
             )
             if self._access_log:
-                access_logger.info(
-                    "request",
-                    extra={
-                        "client_ip": client_ip,
-                        "route": route_name,
-                        "method": request.method,
-                        "path": raw_path,
-                        "status": status,
-                        "duration_ms": round(duration * 1000, 3),
-                        "upstream_ms": None if upstream_time is None else round(upstream_time * 1000, 3),
-                        "bytes_in": guard.received if guard is not None else 0,
-                        "bytes_out": sent,
-                    },
-                )
+                fields = {
+                    "client_ip": client_ip,
+                    "route": route_name,
+                    "method": request.method,
+                    "path": raw_path,
+                    "status": status,
+                    "duration_ms": round(duration * 1000, 3),
+                    "upstream_ms": None if upstream_time is None else round(upstream_time * 1000, 3),
+                    "bytes_in": guard.received if guard is not None else 0,
+                    "bytes_out": sent,
+                }
+                if outcome is not None and outcome.principal is not None:
+                    fields["principal"] = outcome.principal.subject
+                    fields["auth_method"] = outcome.principal.method
+                access_logger.info("request", extra=fields)
             request_id_var.reset(token)
 
     # -- pieces ------------------------------------------------------------------------------
@@ -242,10 +316,13 @@ class Gateway:
         peer: str,
         trusted_peer: bool,
         request_id: str,
+        url: str,
+        outcome: AuthOutcome | None = None,
         websocket: bool = False,
     ) -> CIMultiDict[str]:
         headers = request.headers
-        skip = _REQUEST_SKIP | connection_listed(headers) if "Connection" in headers else _REQUEST_SKIP
+        base_skip = self._request_skips.get(route.name, _REQUEST_SKIP) if outcome is not None else _REQUEST_SKIP
+        skip = base_skip | connection_listed(headers) if "Connection" in headers else base_skip
         out: CIMultiDict[str] = CIMultiDict()
         identity = self.identity
         for name, value in headers.items():
@@ -275,14 +352,28 @@ class Gateway:
             out["X-Forwarded-Host"] = host
             out["Forwarded"] = forwarded_pair(peer, scheme, host)
         out[REQUEST_ID_HEADER] = request_id
+        if outcome is not None and outcome.principal is not None:
+            _add_context(out, outcome.principal)
+        if self._context_key is not None:
+            values = {name: out.get(name, "") for name in ctx.CONTEXT_HEADERS}
+            target = url[len(route.origin) :]
+            out[ctx.SIGNATURE] = ctx.sign_context(
+                self._context_key_id, self._context_key, request.method, target, values, int(time.time())
+            )
         return out
 
     async def _respond(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, request_id: str
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        request_id: str,
+        cors: dict[str, str] | None = None,
     ) -> tuple[web.StreamResponse, int, int]:
         """Answer the client from the upstream response; returns (response, body bytes, status to record)."""
-        headers = _response_headers(upstream.headers)
+        headers = _response_headers(upstream.headers, cors is not None)
         headers[REQUEST_ID_HEADER] = request_id
+        if cors is not None:
+            _add_cors(headers, cors)
         length = upstream.content_length
         status = upstream.status
         if (
@@ -330,8 +421,9 @@ class Gateway:
         return UpstreamUnavailable("upstream is unavailable")
 
 
-def _response_headers(upstream_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    skip = _RESPONSE_SKIP | connection_listed(upstream_headers) if "Connection" in upstream_headers else _RESPONSE_SKIP
+def _response_headers(upstream_headers: CIMultiDictProxy[str], cors: bool = False) -> CIMultiDict[str]:
+    base = _CORS_RESPONSE_SKIP if cors else _RESPONSE_SKIP
+    skip = base | connection_listed(upstream_headers) if "Connection" in upstream_headers else base
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in upstream_headers.items():
         if name.lower() not in skip:
@@ -342,3 +434,33 @@ def _response_headers(upstream_headers: CIMultiDictProxy[str]) -> CIMultiDict[st
 def _is_websocket_upgrade(headers: CIMultiDictProxy[str]) -> bool:
     upgrade = headers.get("Upgrade")
     return upgrade is not None and upgrade.lower() == "websocket"
+
+
+def _add_cors(headers: CIMultiDict[str], cors: dict[str, str]) -> None:
+    for name, value in cors.items():
+        if name == "Vary":
+            existing = ", ".join(headers.getall("Vary", ()))
+            headers["Vary"] = (
+                f"{existing}, Origin" if existing and "origin" not in existing.lower() else existing or value
+            )
+        else:
+            headers[name] = value
+
+
+def _header_value(value: str) -> str:
+    """Context values as safe header text: control and non-ASCII characters percent-encoded."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
+
+
+def _add_context(out: CIMultiDict[str], principal: Principal) -> None:
+    """The trusted context headers (client-sent copies were stripped by the identity rules)."""
+    out[ctx.USER_ID] = _header_value(principal.subject)
+    if principal.tenant:
+        out[ctx.TENANT_ID] = _header_value(principal.tenant)
+    if principal.service_id:
+        out[ctx.SERVICE_ID] = principal.service_id
+    out[ctx.AUTH_METHOD] = principal.method
+    if principal.scopes:
+        out[ctx.AUTH_SCOPES] = _header_value(" ".join(sorted(principal.scopes)))

@@ -58,7 +58,7 @@ async def serve(settings: Settings, *, demo_upstream: Address | None = None) -> 
 
 async def _serve(settings: Settings, runtime: Runtime, metrics: GatewayMetrics, demo_upstream: Address | None) -> None:
     """Run the gateway until SIGTERM/SIGINT, then drain and return."""
-    app = create_app(settings, metrics)
+    app = create_app(settings, metrics, runtime=runtime)
     gateway = app[GATEWAY]
     readiness = Readiness()
     admin_app = create_admin_app(gateway, readiness, runtime)

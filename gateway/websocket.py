@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 
@@ -81,7 +82,7 @@ async def _pipe(source: WebSocket, target: WebSocket, link: _Link) -> None:
 
 
 async def proxy_websocket(
-    gateway: Gateway, request: web.Request, route: Route, headers: CIMultiDict[str], url: str
+    gateway: Gateway, request: web.Request, route: Route, headers: CIMultiDict[str], url: URL
 ) -> web.WebSocketResponse:
     session = gateway.sessions[route.origin]
     try:

@@ -5,13 +5,15 @@ Endpoints (any method, any prefix):
   .../slow?s=0.5       sleeps, then echoes (timeouts, graceful drain)
   .../stream?n=3       chunked response: n chunks, waiting for ``release`` between them
   .../hop              answers with hop-by-hop headers of its own
-  .../ws               WebSocket: echo; "close:<code>" closes with that code; offers subprotocol "superchat"
+  .../ws               WebSocket: echo; "close:<code>" closes with that code; "headers" answers the upgrade's
+                       headers as JSON pairs; offers subprotocol "superchat"
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
@@ -53,6 +55,9 @@ async def _ws(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     async for message in ws:
         if message.type is WSMsgType.TEXT:
+            if message.data == "headers":  # what the upgrade request carried, for context-header tests
+                await ws.send_str(json.dumps([[k, v] for k, v in request.headers.items()]))
+                continue
             if message.data.startswith("close:"):
                 await ws.close(code=int(message.data.split(":", 1)[1]))
                 break

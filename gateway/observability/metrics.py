@@ -13,6 +13,7 @@ from gateway.settings import HTTP_METHODS
 
 UNMATCHED_ROUTE = "(none)"
 
+AUTH_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -66,7 +67,28 @@ class GatewayMetrics:
             ["route", "code"],
             registry=self.registry,
         )
+        self.auth_decisions = Counter(
+            "gateway_auth_decisions_total",
+            "Policy decisions, by route, auth method (or none), result (allow, deny, would_deny), reason and mode.",
+            ["route", "method", "result", "reason", "mode"],
+            registry=self.registry,
+        )
+        self.auth_duration = Histogram(
+            "gateway_auth_duration_seconds",
+            "Time spent deciding (authentication and authorization), by auth method (or none).",
+            ["method"],
+            buckets=AUTH_BUCKETS,
+            registry=self.registry,
+        )
+        self.auth_replays = Counter(
+            "gateway_auth_replays_total",
+            "Signatures or nonces refused because they were already used, by auth method.",
+            ["method"],
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self._auth_children: dict[tuple[str, str, str, str, str], Counter] = {}
+        self._auth_duration_children: dict[str, Histogram] = {}
         self._duration_children: dict[str, tuple[Histogram, Histogram]] = {}
 
     def observe_request(
@@ -88,3 +110,17 @@ class GatewayMetrics:
             histograms[0].observe(duration)
         if upstream is not None:
             histograms[1].observe(upstream)
+
+    def observe_auth(self, route: str, method: str, result: str, reason: str, mode: str, duration: float) -> None:
+        """Count one policy decision (labels are bounded: configured names and stable reason codes)."""
+        key = (route, method, result, reason, mode)
+        counter = self._auth_children.get(key)
+        if counter is None:
+            counter = self._auth_children[key] = self.auth_decisions.labels(*key)
+        counter.inc()
+        histogram = self._auth_duration_children.get(method)
+        if histogram is None:
+            histogram = self._auth_duration_children[method] = self.auth_duration.labels(method)
+        histogram.observe(duration)
+        if reason.endswith(".replay"):
+            self.auth_replays.labels(method).inc()

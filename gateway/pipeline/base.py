@@ -10,10 +10,11 @@ three ways (ory/oathkeeper's "not responsible" vs "bad credential")::
 The error tree, extending :mod:`gateway.errors`::
 
     GatewayError
-    └── AuthError                 401  hmac.*, httpsig.*, token.*, apikey.*, jwt.*
+    └── AuthError                 401  hmac.*, httpsig.*, token.*, apikey.*, jwt.*, auth.required
         ├── CredentialDenied      403  token.ip_denied, apikey.ip_denied, apikey.origin_denied
+        ├── AccessDenied          403  ip.denied, origin.denied, scope.insufficient (the route's policy)
         ├── SignedBodyTooLarge    413  httpsig.body_too_large (also a PayloadTooLarge)
-        └── AuthUnavailable       503  jwt.jwks_unavailable (with Retry-After)
+        └── AuthUnavailable       503  jwt.jwks_unavailable, store.unavailable (with Retry-After)
 
 An ``AuthError`` carries two codes. ``reason`` is precise and goes to metrics,
 logs and the audit trail (``hmac.unknown_key``); ``code`` is what the client
@@ -138,6 +139,11 @@ _DETAILS: Final[Mapping[str, str]] = {
     "jwt.bad_issuer": "JWT issuer not accepted",
     "jwt.missing_claim": "JWT lacks a required claim",
     "jwt.jwks_unavailable": "token keys unavailable, retry later",
+    "auth.required": "authentication required",
+    "ip.denied": "not allowed from this address",
+    "origin.denied": "origin not allowed",
+    "scope.insufficient": "insufficient scope",
+    "store.unavailable": "credentials cannot be checked now, retry later",
 }
 
 
@@ -181,6 +187,12 @@ class AuthError(GatewayError):
 
 class CredentialDenied(AuthError):
     """The credential is genuine but bound to other client IPs or origins (403)."""
+
+    status: ClassVar[int] = 403
+
+
+class AccessDenied(AuthError):
+    """The route's policy refuses the request whoever sent it (IP, Origin) or refuses this principal (scopes): 403."""
 
     status: ClassVar[int] = 403
 

@@ -39,7 +39,9 @@ from gateway.store.errors import StoreError
 log = logging.getLogger("gateway.store.cache")
 
 V = TypeVar("V")
-CacheKey = tuple[InvalidationKind, str]
+# (what, id): an InvalidationKind (a str) for single records, or SERVICE_KEYS for a service's key list.
+CacheKey = tuple[str, str]
+SERVICE_KEYS = "service_keys"
 
 DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_TTL = 10.0
@@ -136,6 +138,11 @@ class CredentialCache:
             (InvalidationKind.SERVICE_KEY, ref), lambda: self.store.get_service_key(service_id, key_id)
         )
 
+    async def service_keys(self, service_id: str) -> list[ServiceKey]:
+        """Every key of a service (the legacy HMAC scheme tries each; a change to any of them drops the list)."""
+        found = await self._lookup((SERVICE_KEYS, service_id), lambda: self.store.list_service_keys(service_id))
+        return found or []
+
     async def _lookup(self, key: CacheKey, fetch: Callable[[], Awaitable[V | None]]) -> V | None:
         entry = self._entries.get(key)
         if entry is not None:
@@ -209,7 +216,10 @@ class CredentialCache:
                 if key[0] is InvalidationKind.API_KEY:
                     flight.stale = True
         else:
-            key = (kind, invalidation.id)
-            self._entries.pop(key, None)
-            if (pending := self._flights.get(key)) is not None:
-                pending.stale = True
+            keys: tuple[CacheKey, ...] = ((kind, invalidation.id),)
+            if kind is InvalidationKind.SERVICE_KEY:
+                keys += ((SERVICE_KEYS, invalidation.id.partition("/")[0]),)
+            for key in keys:
+                self._entries.pop(key, None)
+                if (pending := self._flights.get(key)) is not None:
+                    pending.stale = True

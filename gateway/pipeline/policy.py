@@ -1,0 +1,293 @@
+"""Runs a route's policy: network checks, CORS, authenticators in order, scopes, then the mode.
+
+::
+
+    ip allowlist (resolved client IP)                 ip.denied            403
+    origin allowlist (a sent Origin)                  origin.denied        403
+    CORS preflight (OPTIONS + Origin + ACRM)          answered here: 204 with the route's CORS headers
+    authenticators, in the route's order: the first responsible one decides
+        Principal                                     -> scopes
+        AuthError                                     hmac.*, token.*, ...  401 / 403
+        none responsible                              anonymous: pass (no identity); else auth.required 401
+    scopes for the method                             scope.insufficient   403
+    mode   enforce   the first refusal is the answer
+           log_only  decided the same way, recorded as would_deny, the request passes
+                     (with the principal's context if authentication succeeded)
+
+Two refusals hold in every mode, because the request cannot be served either way:
+``SignedBodyTooLarge`` (413: the body was only partly read) and ``AuthUnavailable``
+(503: the gateway cannot decide, fail closed).
+
+The network checks run before the authenticators so a refused client costs no
+credential lookup and cannot burn a replay-protected signature. Every decision is
+counted (``gateway_auth_decisions_total``), timed (``gateway_auth_duration_seconds``),
+reported to the audit trail (no I/O on the request path) and, unless it allowed,
+logged with its precise reason and operator detail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Final, Protocol
+
+from aiohttp import web
+
+from gateway.auth_settings import CorsSettings, PolicySettings
+from gateway.credentials.audit import AuditEvent, AuditResult
+from gateway.observability.metrics import GatewayMetrics
+from gateway.pipeline.authz.ip import IpAuthorizer
+from gateway.pipeline.authz.origin import OriginAuthorizer
+from gateway.pipeline.authz.scopes import ScopeAuthorizer
+from gateway.pipeline.base import (
+    AccessDenied,
+    Authenticator,
+    AuthError,
+    AuthUnavailable,
+    Principal,
+    RequestView,
+    SignedBodyTooLarge,
+)
+
+log = logging.getLogger("gateway.auth")
+
+NO_METHOD: Final = "none"
+ALLOWED: Final = "ok"
+ANONYMOUS: Final = "anonymous"
+PREFLIGHT: Final = "cors.preflight"
+MAX_USER_AGENT: Final = 256
+# Credentials are for the gateway: by default the upstream never sees them.
+SIGNATURE_HEADERS: Final = (
+    "X-Service-ID",
+    "X-Service-Signature",
+    "X-Service-Timestamp",
+    "Signature",
+    "Signature-Input",
+)
+
+
+class AuditSink(Protocol):
+    """Where decisions are reported (the runtime's :class:`~gateway.observability.audit.AuditTrail`)."""
+
+    def record(self, event: AuditEvent) -> None: ...
+
+
+class CorsPolicy:
+    """The CORS headers of one route, built once; ``Access-Control-Allow-Origin`` echoes the allowed origin."""
+
+    __slots__ = ("preflight_headers", "credentials", "expose")
+
+    def __init__(self, settings: CorsSettings, api_key_header: str) -> None:
+        allowed_headers = settings.headers or ("Authorization", "Content-Type", api_key_header)
+        self.preflight_headers = {
+            "Access-Control-Allow-Methods": ", ".join(settings.methods),
+            "Access-Control-Allow-Headers": ", ".join(allowed_headers),
+            "Access-Control-Max-Age": str(settings.max_age),
+        }
+        self.credentials = settings.credentials
+        self.expose = ", ".join(settings.expose_headers)
+
+    def response_headers(self, origin: str) -> dict[str, str]:
+        headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        if self.credentials:
+            headers["Access-Control-Allow-Credentials"] = "true"
+        if self.expose:
+            headers["Access-Control-Expose-Headers"] = self.expose
+        return headers
+
+    def preflight(self, origin: str, request_id: str) -> web.Response:
+        headers = {**self.response_headers(origin), **self.preflight_headers, "X-Request-Id": request_id}
+        headers.pop("Access-Control-Expose-Headers", None)  # meaningless on a preflight
+        return web.Response(status=204, headers=headers)
+
+
+class AuthOutcome:
+    """What the proxy needs from a decision that let the request through."""
+
+    __slots__ = ("principal", "view", "cors_headers", "response")
+
+    def __init__(
+        self,
+        principal: Principal | None,
+        view: RequestView,
+        cors_headers: dict[str, str] | None,
+        response: web.Response | None = None,
+    ) -> None:
+        self.principal = principal  # None: anonymous, or log_only after a failed authentication
+        self.view = view  # view.body is the buffered body when an authenticator read it
+        self.cors_headers = cors_headers  # to add to the response (allowed browser origin)
+        self.response = response  # answered by the gateway (CORS preflight): send this, forward nothing
+
+
+class _State:
+    __slots__ = ("principal", "method", "refusal", "cors_headers")
+
+    def __init__(self) -> None:
+        self.principal: Principal | None = None
+        self.method = NO_METHOD
+        self.refusal: AuthError | None = None
+        self.cors_headers: dict[str, str] | None = None
+
+
+class RoutePolicy:
+    """One route's policy, precomputed at start-up (see the module docstring)."""
+
+    def __init__(
+        self,
+        route: str,
+        settings: PolicySettings,
+        authenticators: Sequence[Authenticator],
+        *,
+        metrics: GatewayMetrics,
+        audit: AuditSink | None,
+        api_key_header: str = "X-API-Key",
+    ) -> None:
+        self.route = route
+        self.mode = settings.mode
+        self.enforce = settings.mode == "enforce"
+        self.authenticators = tuple(authenticators)
+        self.challenge = ", ".join(dict.fromkeys(a.challenge for a in self.authenticators)) or None
+        self.anonymous = settings.anonymous
+        self.ip = IpAuthorizer(settings.ip_allow) if settings.ip_allow else None
+        self.origins = OriginAuthorizer(settings.origins) if settings.origins else None
+        self.scopes = ScopeAuthorizer(dict(settings.required_scopes.by_method)) if settings.required_scopes else None
+        self.cors = CorsPolicy(settings.cors, api_key_header) if settings.cors is not None else None
+        self.forward_credential = settings.forward_credential
+        self.credential_headers = (
+            frozenset()
+            if settings.forward_credential or not self.authenticators
+            else frozenset(name.lower() for name in ("Authorization", api_key_header, *SIGNATURE_HEADERS))
+        )
+        self.metrics = metrics
+        self.audit = audit
+
+    # -- the decision ------------------------------------------------------------------------
+    async def evaluate(self, request: web.Request, client_ip: str, request_id: str) -> AuthOutcome:
+        """Decide; raise the refusal (a :class:`AuthError`) or return how the request goes on."""
+        started = perf_counter()
+        view = RequestView(request, client_ip)
+        state = _State()
+        try:
+            response = await self._decide(view, state, request_id)
+        except AuthError as error:
+            if state.cors_headers is not None:
+                error.headers.update(state.cors_headers)  # so the browser lets the page read the refusal
+            self._report(request, client_ip, request_id, state, AuditResult.DENY, error, perf_counter() - started)
+            raise
+        if response is not None:
+            self.metrics.observe_auth(self.route, NO_METHOD, "allow", PREFLIGHT, self.mode, perf_counter() - started)
+            return AuthOutcome(None, view, state.cors_headers, response)
+        result = AuditResult.ALLOW if state.refusal is None else AuditResult.WOULD_DENY
+        self._report(request, client_ip, request_id, state, result, state.refusal, perf_counter() - started)
+        return AuthOutcome(state.principal, view, state.cors_headers)
+
+    def _refuse(self, state: _State, error: AuthError) -> None:
+        """Enforce: the refusal is the answer. Log only: remember the first one, go on deciding."""
+        if self.enforce or isinstance(error, SignedBodyTooLarge | AuthUnavailable):
+            raise error
+        if state.refusal is None:
+            state.refusal = error
+
+    async def _decide(self, view: RequestView, state: _State, request_id: str) -> web.Response | None:
+        if self.ip is not None:
+            try:
+                self.ip.authorize(view)
+            except AccessDenied as error:
+                self._refuse(state, error)
+        headers = view.headers
+        if self.origins is not None or self.cors is not None:
+            origin = headers.get("Origin")
+            if origin is not None:
+                if self.origins is not None and not self.origins.allows(origin):
+                    self._refuse(state, AccessDenied("origin.denied", log_detail=f"origin {origin[:200]!r}"))
+                if self.cors is not None:
+                    state.cors_headers = self.cors.response_headers(origin)
+                    if view.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+                        return self.cors.preflight(origin, request_id)  # no credential on a preflight, ever
+
+        for authenticator in self.authenticators:
+            try:
+                principal = await authenticator.authenticate(view)
+            except AuthError as error:
+                state.method = authenticator.name
+                self._refuse(state, error)
+                return None
+            if principal is not None:
+                state.method = authenticator.name
+                state.principal = principal
+                break
+        else:
+            if self.authenticators and not (self.anonymous and not self._needs_scopes(view.method)):
+                self._refuse(
+                    state,
+                    AuthError(
+                        "auth.required", log_detail="no credential of an accepted kind", www_authenticate=self.challenge
+                    ),
+                )
+            return None
+        if self.scopes is not None and state.principal is not None:
+            try:
+                self.scopes.authorize(view.method, state.principal)
+            except AccessDenied as error:
+                self._refuse(state, error)
+        return None
+
+    def _needs_scopes(self, method: str) -> bool:
+        return self.scopes is not None and bool(self.scopes.required(method))
+
+    # -- reporting ---------------------------------------------------------------------------
+    def _report(
+        self,
+        request: web.Request,
+        client_ip: str,
+        request_id: str,
+        state: _State,
+        result: AuditResult,
+        error: AuthError | None,
+        duration: float,
+    ) -> None:
+        principal = state.principal
+        if error is not None:
+            reason = error.reason
+        else:
+            reason = ALLOWED if principal is not None else ANONYMOUS
+        self.metrics.observe_auth(self.route, state.method, result.value, reason, self.mode, duration)
+        credential_kind = (
+            principal.credential_kind if principal is not None else (state.method if state.method != NO_METHOD else "")
+        )
+        credential_id = principal.credential_id if principal is not None else ""
+        if error is not None:
+            log.info(
+                "auth denied" if result is AuditResult.DENY else "auth would deny",
+                extra={
+                    "route": self.route,
+                    "mode": self.mode,
+                    "reason": reason,
+                    "status": error.status,
+                    "auth_method": state.method,
+                    "detail": error.log_detail,
+                    "client_ip": client_ip,
+                    "principal": principal.subject if principal is not None else None,
+                    "credential_id": credential_id or None,
+                },
+            )
+        if self.audit is not None:
+            self.audit.record(
+                AuditEvent(
+                    time=datetime.now(UTC),
+                    result=result,
+                    reason=reason,
+                    request_id=request_id,
+                    route=self.route,
+                    method=request.method,
+                    credential_kind=credential_kind,
+                    credential_id=credential_id,
+                    principal=principal.subject if principal is not None else "",
+                    tenant=(principal.tenant or "") if principal is not None else "",
+                    client_ip=client_ip,
+                    user_agent=request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
+                    detail=state.method if error is None else f"{state.method}: {error.log_detail}"[:500],
+                )
+            )

@@ -1,0 +1,320 @@
+"""The authenticators' lookup protocols (:mod:`gateway.pipeline.sources`) over the credential store.
+
+::
+
+    LegacyHmac / HttpSignature --> StoreServiceKeys --> CredentialCache.service_keys / .service_key
+                                        |                (decrypted once per key; a key-id index for keyid)
+    ServiceToken              --> StoreTokens      --> CredentialCache.token      -> UsageRecorder.token_used
+    ApiKey                    --> StoreApiKeys     --> CredentialCache.api_key    -> UsageRecorder.api_key_used
+    replay protection         --> StoreNonces      --> Store.claim_nonce           (Redis SET NX PX)
+
+Everything a request asks for twice is answered from memory: the cache holds the
+records (and drops them when the store announces a change, from this process or
+another replica), these adapters hold what was derived from them (the decrypted HMAC
+secret, the converted record), keyed by the record object the cache returned, so a
+refreshed or invalidated record is converted again and a stale derivation is never
+served.
+
+A store that cannot answer is :class:`~gateway.pipeline.base.AuthUnavailable`
+(503 with ``Retry-After``): the gateway fails closed, in every mode.
+
+Usage (``usage_count``, ``last_used``) is counted when a token or API key that is
+usable (not revoked, not expired) is presented, whatever the route then decides;
+the counts go to the store in batches (:class:`~gateway.store.usage.UsageRecorder`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from gateway.credentials.encryption import SecretBox
+from gateway.credentials.errors import CredentialError
+from gateway.credentials.models import ApiCredential, ServiceKey, ServiceToken
+from gateway.pipeline.base import AuthUnavailable
+from gateway.pipeline.sources import ApiClientRecord, KeyAlgorithm, TokenRecord, VerificationKey
+from gateway.store.base import Invalidation, InvalidationKind, Store, Subscription
+from gateway.store.cache import CredentialCache
+from gateway.store.errors import StoreError
+from gateway.store.usage import UsageRecorder
+
+log = logging.getLogger("gateway.auth.store")
+
+RETRY_AFTER: Final = 5.0
+MAX_DERIVED: Final = 10_000  # converted records kept; the cache bounds the records themselves
+
+
+def _unavailable(exc: StoreError, what: str) -> AuthUnavailable:
+    return AuthUnavailable("store.unavailable", log_detail=f"{what}: {exc.detail or exc.code}", retry_after=RETRY_AFTER)
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+class _Derived:
+    """Values derived from cached records, reused while the cache returns the very same record object."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: dict[object, tuple[object, object]] = {}
+
+    def get(self, key: object, record: object) -> object | None:
+        found = self._values.get(key)
+        return found[1] if found is not None and found[0] is record else None
+
+    def put(self, key: object, record: object, value: object) -> None:
+        if len(self._values) >= MAX_DERIVED:
+            self._values.clear()
+        self._values[key] = (record, value)
+
+
+class StoreServiceKeys:
+    """:class:`~gateway.pipeline.sources.ServiceKeySource` over the store: HMAC secrets decrypted once.
+
+    RFC 9421 names a key by ``keyid`` alone, the store by ``(service, key id)``:
+    ``keyid`` is either ``<service>/<key id>`` or a bare key id found through an
+    index of every key id (loaded once, kept current by the store's change
+    notifications, reloaded at most every ``index_ttl`` seconds and at most every
+    ``miss_interval`` seconds on an unknown id). A bare key id held by two
+    services is ambiguous and refused.
+    """
+
+    def __init__(
+        self,
+        cache: CredentialCache,
+        secret_box: SecretBox | None,
+        *,
+        index_ttl: float = 60.0,
+        miss_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cache = cache
+        self.store: Store = cache.store
+        self.secret_box = secret_box
+        self.index_ttl = index_ttl
+        self.miss_interval = miss_interval
+        self.clock = clock
+        self._derived = _Derived()
+        self._index: dict[str, set[str]] | None = None
+        self._index_loaded_at = float("-inf")
+        self._index_task: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+        self._warned: set[tuple[str, str]] = set()
+
+    async def start(self) -> None:
+        """Follow key changes (a key registered on another replica becomes findable by its id)."""
+        if self._subscription is None:
+            self._subscription = await self.store.subscribe(self._changed)
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
+        task, self._index_task = self._index_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # -- ServiceKeySource --------------------------------------------------------------------
+    async def verification_keys(self, service_id: str) -> Sequence[VerificationKey]:
+        try:
+            records = await self.cache.service_keys(service_id)
+        except StoreError as exc:
+            raise _unavailable(exc, f"keys of service {service_id}") from None
+        now = datetime.now(UTC)
+        keys = []
+        for record in records:
+            if record.usable_at(now):
+                key = self._verification_key(record)
+                if key is not None:
+                    keys.append(key)
+        return keys
+
+    async def key_by_id(self, key_id: str) -> VerificationKey | None:
+        service_id, sep, bare = key_id.partition("/")
+        try:
+            if sep:
+                record = await self.cache.service_key(service_id, bare)
+            else:
+                services = await self._services_of(key_id)
+                if len(services) != 1:
+                    if len(services) > 1:
+                        log.warning("ambiguous keyid", extra={"key_id": key_id, "services": sorted(services)})
+                    return None
+                record = await self.cache.service_key(next(iter(services)), key_id)
+        except StoreError as exc:
+            raise _unavailable(exc, f"key {key_id}") from None
+        if record is None or not record.usable_at(datetime.now(UTC)):
+            return None
+        return self._verification_key(record)
+
+    # -- derivation --------------------------------------------------------------------------
+    def _verification_key(self, record: ServiceKey) -> VerificationKey | None:
+        ident = (record.service_id, record.key_id)
+        cached = self._derived.get(ident, record)
+        if isinstance(cached, VerificationKey):
+            return cached
+        material = self._material(record)
+        if material is None:
+            return None
+        key = VerificationKey(
+            key_id=record.key_id,
+            service_id=record.service_id,
+            algorithm=str(record.algorithm.value),
+            material=material,
+            expires_at=_timestamp(record.expires),
+        )
+        self._derived.put(ident, record, key)
+        return key
+
+    def _material(self, record: ServiceKey) -> bytes | None:
+        if record.algorithm.value == KeyAlgorithm.ED25519:
+            return record.public_key
+        try:
+            # The legacy scheme's key is the secret's UTF-8 bytes; RFC 9421 HMAC uses the same.
+            return record.secret(self.secret_box).encode("utf-8")
+        except (CredentialError, ValueError) as exc:
+            ident = (record.service_id, record.key_id)
+            if ident not in self._warned:  # once per key: a wrong KEK would otherwise flood the log
+                self._warned.add(ident)
+                log.error(
+                    "service key unusable: its secret cannot be decrypted",
+                    extra={"service_id": record.service_id, "key_id": record.key_id, "error": str(exc)},
+                )
+            return None
+
+    # -- the key-id index --------------------------------------------------------------------
+    async def _services_of(self, key_id: str) -> set[str]:
+        now = self.clock()
+        if self._index is None:
+            await self._reload_index()
+        elif now - self._index_loaded_at > self.index_ttl:
+            self._start_reload()  # stale: refresh behind the request
+        services = (self._index or {}).get(key_id)
+        if services is None and self.clock() - self._index_loaded_at >= self.miss_interval:
+            await self._reload_index()  # maybe registered elsewhere a moment ago (and the change was missed)
+            services = (self._index or {}).get(key_id)
+        return services or set()
+
+    async def _reload_index(self) -> None:
+        # shield: a caller giving up (client gone) does not cancel the load others wait for.
+        await asyncio.shield(self._start_reload())
+
+    def _start_reload(self) -> asyncio.Task[None]:
+        if self._index_task is None:
+            self._index_task = asyncio.ensure_future(self._load_index())
+            self._index_task.add_done_callback(self._reload_done)
+        return self._index_task
+
+    def _reload_done(self, task: asyncio.Task[None]) -> None:
+        self._index_task = None
+        if not task.cancelled():
+            task.exception()  # retrieved: callers waiting on it got it
+
+    async def _load_index(self) -> None:
+        loaded_at = self.clock()
+        index: dict[str, set[str]] = {}
+        for record in await self.store.list_service_keys():
+            index.setdefault(record.key_id, set()).add(record.service_id)
+        self._index = index
+        self._index_loaded_at = loaded_at
+
+    def _changed(self, invalidation: Invalidation) -> None:
+        if invalidation.kind is InvalidationKind.SERVICE_KEY:
+            service_id, _, key_id = invalidation.id.partition("/")
+            if self._index is not None and key_id:
+                self._index.setdefault(key_id, set()).add(service_id)  # adding is safe: lookups check the key
+        elif invalidation.kind is InvalidationKind.ALL:
+            self._index_loaded_at = float("-inf")  # reload on the next lookup
+
+
+class StoreTokens:
+    """:class:`~gateway.pipeline.sources.TokenSource` over the credential cache; usage counted in batches."""
+
+    def __init__(self, cache: CredentialCache, usage: UsageRecorder | None = None) -> None:
+        self.cache = cache
+        self.usage = usage
+        self._derived = _Derived()
+
+    async def lookup(self, token_hash: str) -> TokenRecord | None:
+        try:
+            record = await self.cache.token(token_hash)
+        except StoreError as exc:
+            raise _unavailable(exc, "service token") from None
+        if record is None:
+            return None
+        converted = self._derived.get(token_hash, record)
+        if not isinstance(converted, TokenRecord):
+            converted = _token_record(record)
+            self._derived.put(token_hash, record, converted)
+        if self.usage is not None and record.usable_at(datetime.now(UTC)):
+            self.usage.token_used(token_hash)
+        return converted
+
+
+def _token_record(token: ServiceToken) -> TokenRecord:
+    return TokenRecord(
+        token_id=token.name,
+        service_id=token.owner,
+        scopes=token.scopes,
+        expires_at=_timestamp(token.expires),
+        revoked=token.revoked,
+        ip_allow=tuple(str(network) for network in token.allowed_ips),
+    )
+
+
+class StoreApiKeys:
+    """:class:`~gateway.pipeline.sources.ApiKeySource` over the credential cache; usage counted in batches."""
+
+    def __init__(self, cache: CredentialCache, usage: UsageRecorder | None = None) -> None:
+        self.cache = cache
+        self.usage = usage
+        self._derived = _Derived()
+
+    async def lookup(self, key_hash: str) -> ApiClientRecord | None:
+        try:
+            found = await self.cache.api_key(key_hash)
+        except StoreError as exc:
+            raise _unavailable(exc, "API key") from None
+        if found is None:
+            return None
+        converted = self._derived.get(key_hash, found)
+        if not isinstance(converted, ApiClientRecord):
+            converted = _api_client_record(found)
+            self._derived.put(key_hash, found, converted)
+        if self.usage is not None and found.key.usable_at(datetime.now(UTC)):
+            self.usage.api_key_used(key_hash)
+        return converted
+
+
+def _api_client_record(found: ApiCredential) -> ApiClientRecord:
+    key, client = found.key, found.client
+    return ApiClientRecord(
+        client_id=client.client_id,
+        key_id=key.hint or key.key_hash[:12],
+        tenant=client.tenant,
+        scopes=client.scopes,
+        expires_at=_timestamp(key.expires),
+        revoked=key.revoked,
+        ip_allow=tuple(str(network) for network in client.allowed_ips),
+        origins=client.allowed_origins,
+    )
+
+
+class StoreNonces:
+    """:class:`~gateway.pipeline.sources.NonceStore` over ``Store.claim_nonce`` (shared by every replica)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def claim(self, scope: str, nonce: str, ttl: int) -> bool:
+        try:
+            return await self.store.claim_nonce(scope, nonce, ttl)
+        except StoreError as exc:
+            raise _unavailable(exc, f"nonce in {scope}") from None
