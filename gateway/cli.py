@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_commands(commands)  # keys, tokens, clients, audit, admin-token
 
+    from gateway.sdk.cli import register as register_sign
+
+    register_sign(commands)  # gateway sign: one signed request, for checking a service key end to end
+
     demo = commands.add_parser("demo-upstream", help="run only the demo echo upstream")
     demo.add_argument("--listen", default="127.0.0.1:9000", type=_address, metavar="HOST:PORT")
     demo.set_defaults(func=cmd_demo_upstream)
