@@ -61,10 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--duration",
         type=_positive(float),
-        default=_env("BENCH_DURATION", _positive(float), 5.0),
-        help="seconds of load per scenario per round (wrk rounds up to whole seconds; default 5)",
+        default=_env("BENCH_DURATION", _positive(float), 3.0),
+        help="seconds of load per scenario per round (wrk rounds up to whole seconds; default 3)",
     )
-    parser.add_argument("--rounds", type=_positive(int), default=_env("BENCH_ROUNDS", _positive(int), 5))
+    parser.add_argument(
+        "--rounds",
+        type=_positive(int),
+        default=_env("BENCH_ROUNDS", _positive(int), 8),
+        help="interleaved rounds (default 8: many short rounds pair scenarios closely in time)",
+    )
     parser.add_argument(
         "--warmup",
         type=float,

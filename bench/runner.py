@@ -34,8 +34,8 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class BenchOptions:
-    duration: float = 5.0  # seconds per measurement
-    rounds: int = 5
+    duration: float = 3.0  # seconds per measurement
+    rounds: int = 8
     warmup: float = 1.0  # seconds per scenario before the rounds, not reported (0: none)
     connections: int = 32
     timeout: float = 5.0
