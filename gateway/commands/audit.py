@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 from collections.abc import Sequence
@@ -66,22 +67,20 @@ async def audit(session: Session) -> None:
     events.reverse()  # the newest N, printed oldest first: like tail
     _emit(session, events, header=True)
     if args.follow:
-        await _follow(session, events, since, result)
+        await _follow(session, events, result)
 
 
-async def _follow(session: Session, shown: list[AuditEvent], since: object, result: AuditResult | None) -> None:
+async def _follow(session: Session, shown: list[AuditEvent], result: AuditResult | None) -> None:
+    """Poll for new events until Ctrl-C or SIGTERM (both end the command normally, exit 0)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     last = shown[-1].time if shown else session.admin.now()
     seen = {event.event_id for event in shown if event.time == last}
     try:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), FOLLOW_INTERVAL)
-            except TimeoutError:
-                pass
             if stop.is_set():
                 break
             fresh = [
@@ -96,9 +95,13 @@ async def _follow(session: Session, shown: list[AuditEvent], since: object, resu
                 if fresh[-1].time != last:
                     last, seen = fresh[-1].time, set()
                 seen.update(event.event_id for event in fresh if event.time == last)
+    except asyncio.CancelledError:
+        # Ctrl-C: asyncio.Runner cancels the main task. For --follow that is how one stops: not an error.
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

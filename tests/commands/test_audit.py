@@ -11,6 +11,8 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from gateway.credentials.audit import AuditEvent, AuditResult
 from gateway.store import Store
 from tests.commands.conftest import Gateway, one_line
@@ -56,7 +58,8 @@ def test_bad_filters(gateway: Gateway) -> None:
         assert message in one_line(result)
 
 
-def test_follow_prints_new_events_until_interrupted(gateway: Gateway) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_follow_prints_new_events_until_stopped(gateway: Gateway, stop: signal.Signals) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "audit", "--follow", "--json", "--config", str(gateway.config)],
         stdout=subprocess.PIPE,
@@ -73,7 +76,7 @@ def test_follow_prints_new_events_until_interrupted(gateway: Gateway) -> None:
         ready, _, _ = select.select([process.stdout], [], [], 10)
         assert ready, "no event printed within 10 s"
         assert json.loads(process.stdout.readline())["reason"] == "token.expired"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         assert process.wait(10) == 0
         assert "Traceback" not in (process.stderr.read() if process.stderr else "")
     finally:
