@@ -53,7 +53,7 @@ async def test_failed_attempts_are_audited_and_logged_without_the_token(
     assert WRONG not in caplog.text
 
 
-async def test_read_only_token_reads_but_cannot_change(api: AdminApi) -> None:
+async def test_read_only_token_reads_but_cannot_change(api: AdminApi, runtime: Runtime) -> None:
     status, body = await api.call("listTokens", headers=READER)
     assert (status, body) == (200, {"tokens": []})
     status, body = await api.call("createToken", headers=READER, json={"name": "ci", "owner": "ci"})
@@ -62,6 +62,9 @@ async def test_read_only_token_reads_but_cannot_change(api: AdminApi) -> None:
     assert "'reader' is read-only" in body["detail"]
     status, _ = await api.call("getToken", ref="ci")
     assert status == 404  # nothing was created
+    await runtime.audit.flush()
+    [refusal] = await runtime.store.query_audit(AuditQuery(result=AuditResult.DENY))
+    assert (refusal.reason, refusal.admin, refusal.principal) == ("admin.forbidden", "reader", "admin:reader")
 
 
 async def test_no_tokens_file_disables_the_admin_api(

@@ -120,8 +120,9 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
 def _endpoint(operation: Operation) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
-        identity = authenticate(request, runtime.admin_tokens, runtime.audit, request[REQUEST_ID])
-        authorize(identity, mutating=operation.mutating)
+        request_id = request[REQUEST_ID]
+        identity = authenticate(request, runtime.admin_tokens, runtime.audit, request_id)
+        authorize(request, identity, runtime.audit, request_id, mutating=operation.mutating)
         admin = CredentialAdmin(runtime.store, actor=identity.name, audit=runtime.audit, secret_box=runtime.secret_box)
         now = admin.now()
         try:

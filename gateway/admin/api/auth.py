@@ -43,12 +43,14 @@ def authenticate(request: web.Request, tokens: AdminTokens, audit: AuditSink, re
     return token
 
 
-def authorize(token: AdminToken, *, mutating: bool) -> None:
+def authorize(request: web.Request, token: AdminToken, audit: AuditSink, request_id: str, *, mutating: bool) -> None:
+    """A read-only admin token may not change anything (the refusal is audited under its name)."""
     if mutating and token.read_only:
+        _denied(request, audit, request_id, "admin.forbidden", admin=token.name)
         raise AdminForbidden(f"admin token {token.name!r} is read-only: it cannot change anything")
 
 
-def _denied(request: web.Request, audit: AuditSink, request_id: str, reason: str) -> None:
+def _denied(request: web.Request, audit: AuditSink, request_id: str, reason: str, *, admin: str = "") -> None:
     client_ip = request.remote or ""
     log.warning(
         "admin authentication failed",
@@ -63,6 +65,9 @@ def _denied(request: web.Request, audit: AuditSink, request_id: str, reason: str
             route="admin",
             method=request.method,
             credential_kind="admin_token",
+            credential_id=admin,
+            principal=f"admin:{admin}" if admin else "",
+            admin=admin,
             client_ip=client_ip,
             user_agent=request.headers.get("User-Agent", "")[:256],
             detail=request.path[:256],
