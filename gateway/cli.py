@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -90,10 +91,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.runtime import StartupError
     from gateway.server import serve
 
-    configure_logging(
-        level=args.log_level or settings.log.level,
-        fmt=args.log_format or settings.log.format,
+    # Command-line flags win over the file; the access log reads the same settings.
+    log = dataclasses.replace(
+        settings.log, level=args.log_level or settings.log.level, format=args.log_format or settings.log.format
     )
+    settings = dataclasses.replace(settings, log=log)
+    configure_logging(level=log.level, fmt=log.format)
     demo = parse_address(args.demo_upstream) if args.demo_upstream else None
     try:
         run_async(serve(settings, demo_upstream=demo))

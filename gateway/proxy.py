@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -44,7 +45,8 @@ from gateway.context import (
     forwarded_pair,
 )
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable, render
-from gateway.observability.logging import access_logger, request_id_var
+from gateway.observability.access import AccessLog
+from gateway.observability.logging import request_id_var
 from gateway.observability.metrics import UNMATCHED_ROUTE, GatewayMetrics
 from gateway.pipeline.base import Principal
 from gateway.pipeline.policy import AuthOutcome, RoutePolicy
@@ -118,10 +120,11 @@ class Gateway:
         self.sessions: dict[str, aiohttp.ClientSession] = {}
         self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.in_flight = 0
+        metrics.in_flight.set_function(lambda: self.in_flight)  # read at scrape time, not locked per request
         # Set when a drain starts: responses then carry Connection: close so keep-alive
         # clients reconnect elsewhere instead of sending more requests here.
         self.draining = False
-        self._access_log = settings.log.access_log
+        self.access_log = AccessLog(sys.stderr, settings.log.format) if settings.log.access_log else None
 
     @property
     def needs_runtime(self) -> bool:
@@ -167,6 +170,8 @@ class Gateway:
             )
 
     async def close_sessions(self) -> None:
+        if self.access_log is not None:
+            self.access_log.flush()
         for session in self.sessions.values():
             await session.close()
         self.sessions.clear()
@@ -195,7 +200,6 @@ class Gateway:
         response: web.StreamResponse | None = None
         outcome: AuthOutcome | None = None
         self.in_flight += 1
-        self.metrics.in_flight.inc()
         raw_path, _, query = request.raw_path.partition("?")
         try:
             route = self._match(request, raw_path)
@@ -267,7 +271,6 @@ class Gateway:
             raise
         finally:
             self.in_flight -= 1
-            self.metrics.in_flight.dec()
             if self.draining and response is not None and not response.prepared:
                 response.force_close()
             duration = perf_counter() - started
@@ -275,22 +278,22 @@ class Gateway:
             self.metrics.observe_request(
                 route_name, request.method, status, None if status == 101 else duration, upstream_time
             )
-            if self._access_log:
-                fields = {
-                    "client_ip": client_ip,
-                    "route": route_name,
-                    "method": request.method,
-                    "path": raw_path,
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 3),
-                    "upstream_ms": None if upstream_time is None else round(upstream_time * 1000, 3),
-                    "bytes_in": guard.received if guard is not None else 0,
-                    "bytes_out": sent,
-                }
-                if outcome is not None and outcome.principal is not None:
-                    fields["principal"] = outcome.principal.subject
-                    fields["auth_method"] = outcome.principal.method
-                access_logger.info("request", extra=fields)
+            if self.access_log is not None:
+                principal = outcome.principal if outcome is not None else None
+                self.access_log.write(
+                    request_id=request_id,
+                    client_ip=client_ip,
+                    route=route_name,
+                    method=request.method,
+                    path=raw_path,
+                    status=status,
+                    duration_ms=duration * 1000,
+                    upstream_ms=None if upstream_time is None else upstream_time * 1000,
+                    bytes_in=guard.received if guard is not None else 0,
+                    bytes_out=sent,
+                    principal=principal.subject if principal is not None else None,
+                    auth_method=principal.method if principal is not None else None,
+                )
             request_id_var.reset(token)
 
     # -- pieces ------------------------------------------------------------------------------

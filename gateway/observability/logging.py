@@ -17,8 +17,6 @@ from typing import Any
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-access_logger = logging.getLogger("gateway.access")
-
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "request_id"}
 
 
@@ -91,5 +89,9 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Nothing formats thread or process names: skip gathering them for every record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # aiohttp's own access log would duplicate ours.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
