@@ -105,6 +105,8 @@ class JwtProviderSettings:
 class JwtSettings:
     providers: tuple[JwtProviderSettings, ...] = ()
     max_token_length: int = 8192
+    cache_size: int = 10_000  # verified tokens remembered (0: verify every time)
+    cache_ttl: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +230,12 @@ def _positive_int(value: object) -> int:
     return value
 
 
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number (0 or more), got {value!r}")
+    return value
+
+
 def _positive_duration(value: object) -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
@@ -329,11 +337,13 @@ def parse_authn(reader: _Reader, raw_section: object) -> AuthnSettings:
             )
         service_token = _parse_service_token(reader, raw.get("service_token"))
         with reader.at("jwt"):
-            section = reader.mapping(raw.get("jwt"), ("providers", "max_token_length"))
+            section = reader.mapping(raw.get("jwt"), ("providers", "max_token_length", "cache_size", "cache_ttl"))
             providers = _parse_providers(reader, section.get("providers"))
             jwt = JwtSettings(
                 providers=tuple(providers),
                 max_token_length=reader.value(section, "max_token_length", parse_size, defaults.jwt.max_token_length),
+                cache_size=reader.value(section, "cache_size", _count, defaults.jwt.cache_size),
+                cache_ttl=reader.value(section, "cache_ttl", _positive_duration, defaults.jwt.cache_ttl),
             )
     return AuthnSettings(hmac_legacy=legacy, rfc9421=rfc9421, service_token=service_token, api_key=api_key, jwt=jwt)
 

@@ -157,7 +157,10 @@ class AuthAssembly:
         found = self._jwt.get(chosen)
         if found is None:
             providers = [self._provider(p) for p in configured if p.name in chosen]
-            found = self._jwt[chosen] = JwtAuthenticator(providers, max_token_length=self.authn.jwt.max_token_length)
+            jwt = self.authn.jwt
+            found = self._jwt[chosen] = JwtAuthenticator(
+                providers, max_token_length=jwt.max_token_length, cache_size=jwt.cache_size, cache_ttl=jwt.cache_ttl
+            )
         return found
 
     def _provider(self, settings: JwtProviderSettings) -> JwtProvider:

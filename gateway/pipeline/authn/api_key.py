@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import Final
 
 from gateway.credentials.errors import MalformedCredential
-from gateway.credentials.tokens import TokenKind, parse_token
+from gateway.credentials.tokens import TokenKind
 from gateway.pipeline.allowlists import ip_allowlist, origin_allowlist
+from gateway.pipeline.authn.shapes import ParsedTokens
 from gateway.pipeline.base import AuthError, AuthMethod, CredentialDenied, CredentialKind, Principal, RequestView
 from gateway.pipeline.sources import ApiKeySource
 
@@ -54,6 +55,7 @@ class ApiKeyAuthenticator:
         self.query_param = query_param
         self.clock = clock
         self.challenge = f'ApiKey realm="gateway", header="{header}"'
+        self._shapes = ParsedTokens(TokenKind.API_KEY)
 
     def _fail(self, reason: str, log_detail: str) -> AuthError:
         return AuthError(reason, log_detail=log_detail, www_authenticate=self.challenge)
@@ -79,7 +81,7 @@ class ApiKeyAuthenticator:
         if len(key) > MAX_KEY_LENGTH:
             raise self._fail("apikey.malformed", "API key too long")
         try:
-            parsed = parse_token(key, TokenKind.API_KEY)
+            parsed = self._shapes.parse(key)
         except MalformedCredential as exc:
             raise self._fail("apikey.malformed", str(exc)) from None
         record = await self.keys.lookup(parsed.hash)

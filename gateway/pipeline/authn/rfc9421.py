@@ -27,9 +27,11 @@ unauthenticated client cannot make the gateway buffer anything.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -70,6 +72,41 @@ _PARAMETER_TYPES: Final[dict[str, type]] = {
     "tag": str,
 }
 _CONTENT_DIGEST: Final = "content-digest"
+
+# The shape nearly every signer sends (one signature; plain component names; Integer and
+# String parameters without escapes), matched by regular expressions instead of the general
+# RFC 8941 parser, which costs ~60 µs for the two fields. Anything else, and any duplicate
+# parameter, goes through http_sf. What this path accepts, http_sf parses to the same values
+# (a property test holds it to that).
+_SF_KEY = r"[a-z*][a-z0-9_.*-]*"
+_FAST_INPUT = re.compile(
+    rf'({_SF_KEY})=\(((?:"[a-z0-9@_.-]+"(?: "[a-z0-9@_.-]+")*)?)\)((?:;{_SF_KEY}=(?:-?[0-9]{{1,15}}|"[ !#-\[\]-~]*"))*)'
+)
+_FAST_PARAM = re.compile(rf';({_SF_KEY})=(?:(-?[0-9]{{1,15}})|"([ !#-\[\]-~]*)")')
+_FAST_SIGNATURE = re.compile(rf"({_SF_KEY})=:([A-Za-z0-9+/]*={{0,2}}):")
+
+
+def fast_parse(signature_input: str, signature: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Both fields as ``http_sf.parse(..., tltype="dictionary")`` would return them, or ``None`` (use http_sf)."""
+    found_input = _FAST_INPUT.fullmatch(signature_input)
+    found_signature = _FAST_SIGNATURE.fullmatch(signature)
+    if found_input is None or found_signature is None:
+        return None
+    params: dict[str, Any] = {}
+    for key, integer, string in _FAST_PARAM.findall(found_input.group(3)):
+        if key in params:
+            return None  # RFC 8941: the last one wins; leave that subtlety to the full parser
+        params[key] = int(integer) if integer else string
+    try:
+        value = base64.b64decode(found_signature.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    names = found_input.group(2)
+    components: list[SfItem] = [(name[1:-1], {}) for name in names.split(" ")] if names else []
+    return (
+        {found_input.group(1): (components, params)},
+        {found_signature.group(1): (value, {})},
+    )
 
 
 def _reject_duplicate(key: str, context: str) -> None:
@@ -199,17 +236,11 @@ class HttpSignatureAuthenticator:
             raise self._fail("httpsig.malformed", "signature fields too large")
         parsed_inputs: Any
         parsed_signatures: Any
-        try:
-            parsed_inputs = http_sf.parse(
-                input_text.encode("utf-8", "surrogateescape"), tltype="dictionary", on_duplicate_key=_reject_duplicate
-            )
-            parsed_signatures = http_sf.parse(
-                signature_text.encode("utf-8", "surrogateescape"),
-                tltype="dictionary",
-                on_duplicate_key=_reject_duplicate,
-            )
-        except (ValueError, TypeError) as exc:
-            raise self._fail("httpsig.malformed", f"not a Structured Field Dictionary: {exc}") from None
+        fast = fast_parse(inputs[0], signatures[0]) if len(inputs) == 1 and len(signatures) == 1 else None
+        if fast is not None:
+            parsed_inputs, parsed_signatures = fast
+        else:
+            parsed_inputs, parsed_signatures = self._parse_fields(input_text, signature_text)
         if not isinstance(parsed_inputs, dict) or not isinstance(parsed_signatures, dict) or not parsed_inputs:
             raise self._fail("httpsig.malformed", "empty signature fields")
         for label, (member, params) in parsed_inputs.items():
@@ -240,6 +271,20 @@ class HttpSignatureAuthenticator:
                 raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
             return label, member, params, signature[0]
         return None
+
+    def _parse_fields(self, input_text: str, signature_text: str) -> tuple[Any, Any]:
+        try:
+            parsed_inputs = http_sf.parse(
+                input_text.encode("utf-8", "surrogateescape"), tltype="dictionary", on_duplicate_key=_reject_duplicate
+            )
+            parsed_signatures = http_sf.parse(
+                signature_text.encode("utf-8", "surrogateescape"),
+                tltype="dictionary",
+                on_duplicate_key=_reject_duplicate,
+            )
+        except (ValueError, TypeError) as exc:
+            raise self._fail("httpsig.malformed", f"not a Structured Field Dictionary: {exc}") from None
+        return parsed_inputs, parsed_signatures
 
     def _check_times(self, label: str, params: dict[str, Any], now: float) -> float:
         """Check created / expires; return until when (Unix seconds) this signature stays acceptable."""

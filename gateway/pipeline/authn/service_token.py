@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Final
 
 from gateway.credentials.errors import MalformedCredential
-from gateway.credentials.tokens import TokenKind, parse_token
+from gateway.credentials.tokens import TokenKind
 from gateway.pipeline.allowlists import ip_allowlist
 from gateway.pipeline.authn.bearer import (
     BEARER_CHALLENGE,
@@ -39,6 +39,7 @@ from gateway.pipeline.authn.bearer import (
     bearer_token,
     looks_like_jwt,
 )
+from gateway.pipeline.authn.shapes import ParsedTokens
 from gateway.pipeline.base import (
     AuthError,
     AuthMethod,
@@ -155,6 +156,7 @@ class ServiceTokenAuthenticator:
         self.tokens = tokens
         self.static = static if static is not None and static.tokens else None
         self.clock = clock
+        self._shapes = ParsedTokens(TokenKind.SERVICE_TOKEN)
 
     @staticmethod
     def _fail(reason: str, log_detail: str, error: str = "invalid_token") -> AuthError:
@@ -188,7 +190,7 @@ class ServiceTokenAuthenticator:
 
     async def _issued(self, tokens: TokenSource, token: str, client_ip: str) -> Principal:
         try:
-            parsed = parse_token(token, TokenKind.SERVICE_TOKEN)
+            parsed = self._shapes.parse(token)
         except MalformedCredential as exc:
             raise self._fail("token.malformed", str(exc), "invalid_request") from None
         record = await tokens.lookup(parsed.hash)

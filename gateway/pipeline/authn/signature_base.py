@@ -197,7 +197,9 @@ def signature_base(parts: MessageParts, covered: list[SfItem], params: dict[str,
 
 def _ser_string(value: str) -> str:
     # RFC 8941 §4.1.6; the value came out of the parser, so it is printable ASCII already.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if "\\" in value or '"' in value:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f'"{value}"'
 
 
 def serialize_inner_list(items: list[SfItem], params: dict[str, Any]) -> str:

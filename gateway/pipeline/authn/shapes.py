@@ -1,0 +1,36 @@
+"""Token shape checks (prefix, length, CRC32 checksum) remembered for the credentials seen recently.
+
+:func:`gateway.credentials.tokens.parse_token` costs ~10 µs (the base62 checksum);
+a client presents the same token on every request, so the parse of a well-formed
+token is kept (bounded; malformed ones are never kept, so garbage cannot fill it).
+The answer is a pure function of the text: remembering it changes nothing but time.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gateway.credentials.tokens import ParsedToken, TokenKind, parse_token
+
+DEFAULT_MAX_ENTRIES: Final = 4096
+
+
+class ParsedTokens:
+    """``parse_token(text, kind)`` with a bounded memory of successes."""
+
+    __slots__ = ("kind", "max_entries", "_parsed")
+
+    def __init__(self, kind: TokenKind, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.kind = kind
+        self.max_entries = max_entries
+        self._parsed: dict[str, ParsedToken] = {}
+
+    def parse(self, text: str) -> ParsedToken:
+        """The parsed token; raises :class:`~gateway.credentials.errors.MalformedCredential` like ``parse_token``."""
+        found = self._parsed.get(text)
+        if found is None:
+            found = parse_token(text, self.kind)
+            if len(self._parsed) >= self.max_entries:
+                self._parsed.clear()  # rare: a flood of distinct well-formed tokens; start over
+            self._parsed[text] = found
+        return found
