@@ -87,11 +87,20 @@ async def test_every_change_is_announced_before_the_call_returns(store: Store) -
 
 
 async def test_failed_changes_announce_nothing(store: Store) -> None:
-    await store.create_token(token("taken"))
     seen: list[Invalidation] = []
     subscription = await store.subscribe(seen.append)
+    await store.create_token(token("taken"))
+    # The successful create announces itself, locally and (Redis) once more through pub/sub,
+    # which can arrive a little later: let every copy land before looking at the failure.
+    deadline = time.monotonic() + 2
+    while not seen and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert seen
+    seen.clear()
     with pytest.raises(DuplicateName, match="taken"):
         await store.create_token(token("taken"))
+    await asyncio.sleep(0.1)
     assert seen == []
     await subscription.close()
 
