@@ -33,6 +33,7 @@ class InvalidationKind(StrEnum):
     API_KEY = "api_key"  # id: key hash
     API_CLIENT = "api_client"  # id: client id (its keys' cached lookups carry the client)
     SERVICE_KEY = "service_key"  # id: "<service_id>/<key_id>"
+    AUTH_CACHE = "auth_cache"  # id: SHA-256 of a token whose cached auth-backend decisions were purged ("" = all)
     ALL = "all"  # id: "" (mass revocation, or notifications may have been missed)
 
 
@@ -238,6 +239,26 @@ class Store(Protocol):
     # -- replay protection -----------------------------------------------------------------
     async def claim_nonce(self, scope: str, nonce: str, ttl: float) -> bool:
         """True for the first claim of ``(scope, nonce)`` within ``ttl`` seconds, False for a replay."""
+        ...
+
+    # -- shared cache ----------------------------------------------------------------------
+    # Short-lived values any replica may compute and every replica may reuse (the auth
+    # backend's decisions). Keys are opaque text chosen by the caller; a value lives until
+    # its TTL ends or it is deleted, whichever comes first. Not a change: nothing is announced.
+    async def cache_get(self, key: str) -> str | None:
+        """The value stored under ``key``, or ``None`` when absent or expired."""
+        ...
+
+    async def cache_set(self, key: str, value: str, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (replacing any value); ``ValueError`` if ttl <= 0."""
+        ...
+
+    async def cache_delete(self, keys: Sequence[str]) -> int:
+        """Delete these keys; returns how many existed."""
+        ...
+
+    async def cache_purge(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix`` (an operator action, not for the request path); how many."""
         ...
 
     # -- change notifications --------------------------------------------------------------

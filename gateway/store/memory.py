@@ -42,6 +42,8 @@ class MemoryStore:
         self._audit: list[AuditEvent] = []
         self._nonces: dict[tuple[str, str], float] = {}
         self._claims = 0
+        self._cache: dict[str, tuple[str, float]] = {}  # key -> (value, expires, monotonic)
+        self._cache_writes = 0
         self._listeners = ListenerSet()
 
     @property
@@ -302,6 +304,36 @@ class MemoryStore:
             return False
         self._nonces[(scope, nonce)] = now + ttl
         return True
+
+    # -- shared cache ------------------------------------------------------------------------
+    async def cache_get(self, key: str) -> str | None:
+        found = self._cache.get(key)
+        if found is None:
+            return None
+        if found[1] <= time.monotonic():
+            del self._cache[key]
+            return None
+        return found[0]
+
+    async def cache_set(self, key: str, value: str, ttl: float) -> None:
+        rules.check_cache_ttl(ttl)
+        now = time.monotonic()
+        self._cache_writes += 1
+        if self._cache_writes % _NONCE_SWEEP_EVERY == 0:
+            self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+        self._cache[key] = (value, now + ttl)
+
+    async def cache_delete(self, keys: Sequence[str]) -> int:
+        now = time.monotonic()
+        deleted = 0
+        for key in keys:
+            found = self._cache.pop(key, None)
+            if found is not None and found[1] > now:
+                deleted += 1
+        return deleted
+
+    async def cache_purge(self, prefix: str) -> int:
+        return await self.cache_delete([key for key in self._cache if key.startswith(prefix)])
 
     # -- notifications -----------------------------------------------------------------------
     async def publish_invalidation(self, kind: InvalidationKind, ident: str = "") -> None:

@@ -10,6 +10,7 @@ Layout (``prefix`` defaults to ``gw``; see :mod:`gateway.store.redis_scripts`)::
     gw:{clients}:...   API clients and keys
     gw:{audit}:events  the audit stream (capped: ?audit_maxlen=, default 1,000,000)
     gw:nonce:<scope>:<nonce>   replay nonces, SET NX PX (spread over the cluster)
+    gw:cache:<key>     shared cache values, SET PX (spread over the cluster)
     gw:invalidate      pub/sub channel of change notifications
 
 Each mutation is one Lua script over keys of one hash tag, so it is atomic on a
@@ -52,7 +53,7 @@ from gateway.store.base import (
 from gateway.store.codec import from_row, to_micros, to_row
 from gateway.store.errors import Conflict, NotFound, StoreConfigError, StoreError, StoreUnavailable
 from gateway.store.registry import mask_url, split_options
-from gateway.store.rules import check_ttl, duplicate_name
+from gateway.store.rules import check_cache_ttl, check_ttl, duplicate_name
 
 log = logging.getLogger("gateway.store.redis")
 
@@ -97,6 +98,11 @@ def _fields(mapping: object) -> dict[str, str]:
     if not isinstance(mapping, dict):
         return {}
     return {_text(name): _text(value) for name, value in mapping.items()}
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by SCAN MATCH (Redis glob: ``* ? [ ] \\`` are special)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def _stream_id(moment: datetime) -> str:
@@ -175,6 +181,7 @@ class RedisStore:
         self._clients = f"{p}:{{clients}}"
         self._audit = f"{p}:{{audit}}:events"
         self._channel = f"{p}:invalidate"
+        self._cache = f"{p}:cache:"
         self._listeners = ListenerSet()
         self._listener_task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -591,6 +598,45 @@ class RedisStore:
                 f"{self._prefix}:nonce:{scope}:{nonce}", "1", nx=True, px=max(1, int(ttl * 1000))
             )
         return bool(claimed)
+
+    # -- shared cache ------------------------------------------------------------------------
+    async def cache_get(self, key: str) -> str | None:
+        with self._failures("reading the cache"):
+            value = await self._client.get(self._cache + key)
+        return None if value is None else _text(value)
+
+    async def cache_set(self, key: str, value: str, ttl: float) -> None:
+        check_cache_ttl(ttl)
+        with self._failures("writing the cache"):
+            await self._client.set(self._cache + key, value, px=max(1, int(ttl * 1000)))
+
+    async def cache_delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with self._failures("deleting cache entries"):
+            return await self._delete_keys([self._cache + key for key in keys])
+
+    async def cache_purge(self, prefix: str) -> int:
+        pattern = _glob_escape(self._cache + prefix) + "*"
+        deleted = 0
+        with self._failures("purging the cache"):
+            batch: list[str] = []
+            async for key in self._client.scan_iter(match=pattern, count=1000):  # every primary of a cluster
+                batch.append(_text(key))
+                if len(batch) >= 500:
+                    deleted += await self._delete_keys(batch)
+                    batch = []
+            if batch:
+                deleted += await self._delete_keys(batch)
+        return deleted
+
+    async def _delete_keys(self, keys: Sequence[str]) -> int:
+        # One DEL per key: on a cluster the keys live in different slots.
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.delete(key)
+            results = await pipe.execute()
+        return sum(int(n) for n in results)
 
     # -- notifications -----------------------------------------------------------------------
     async def publish_invalidation(self, kind: InvalidationKind, ident: str = "") -> None:

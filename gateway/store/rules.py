@@ -43,3 +43,8 @@ def with_usage(record: Revocable, count: int, last_used: datetime) -> Revocable:
 def check_ttl(ttl: float) -> None:
     if not ttl > 0:
         raise ValueError(f"a nonce ttl is a positive number of seconds, got {ttl!r}")
+
+
+def check_cache_ttl(ttl: float) -> None:
+    if not ttl > 0:
+        raise ValueError(f"a cache ttl is a positive number of seconds, got {ttl!r}")

@@ -95,6 +95,7 @@ class SqliteStore:
         self._last_seq = 0
         self._own_seqs: set[int] = set()
         self._nonce_claims = 0
+        self._cache_writes = 0
 
     @property
     def url(self) -> str:
@@ -541,6 +542,61 @@ class SqliteStore:
                 (scope, nonce, now + int(ttl * 1_000_000), now),
             )
             return cursor.rowcount == 1
+
+        return await self._call(op)
+
+    # -- shared cache ------------------------------------------------------------------------
+    async def cache_get(self, key: str) -> str | None:
+        now = time.time_ns() // 1000
+        row = await self._call(
+            lambda conn: conn.execute("SELECT value FROM cache WHERE key = ? AND expires > ?", (key, now)).fetchone()
+        )
+        return None if row is None else str(row["value"])
+
+    async def cache_set(self, key: str, value: str, ttl: float) -> None:
+        rules.check_cache_ttl(ttl)
+        now = time.time_ns() // 1000
+        self._cache_writes += 1
+        sweep = self._cache_writes % _NONCE_SWEEP_EVERY == 0
+
+        def op(conn: sqlite3.Connection) -> None:
+            if sweep:
+                conn.execute("DELETE FROM cache WHERE expires <= ?", (now,))
+            conn.execute(
+                "INSERT OR REPLACE INTO cache (key, value, expires) VALUES (?, ?, ?)",
+                (key, value, now + max(1, int(ttl * 1_000_000))),
+            )
+
+        await self._call(op)
+
+    async def cache_delete(self, keys: Sequence[str]) -> int:
+        now = time.time_ns() // 1000
+
+        def op(conn: sqlite3.Connection) -> int:
+            deleted = 0
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                live = conn.execute(
+                    f"SELECT COUNT(*) AS n FROM cache WHERE key IN ({marks}) AND expires > ?",  # noqa: S608 - marks only
+                    (*chunk, now),
+                ).fetchone()
+                conn.execute(f"DELETE FROM cache WHERE key IN ({marks})", tuple(chunk))  # noqa: S608 - marks only
+                deleted += int(live["n"])
+            return deleted
+
+        return await self._call(op) if keys else 0
+
+    async def cache_purge(self, prefix: str) -> int:
+        now = time.time_ns() // 1000
+        # A range over the primary key (BINARY collation: UTF-8 byte order), not LIKE: no escaping, no scan.
+        upper = prefix + "\U0010ffff"
+
+        def op(conn: sqlite3.Connection) -> int:
+            live = conn.execute(
+                "SELECT COUNT(*) AS n FROM cache WHERE key >= ? AND key < ? AND expires > ?", (prefix, upper, now)
+            ).fetchone()
+            conn.execute("DELETE FROM cache WHERE key >= ? AND key < ?", (prefix, upper))
+            return int(live["n"])
 
         return await self._call(op)
 

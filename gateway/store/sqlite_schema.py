@@ -108,6 +108,14 @@ CREATE TABLE IF NOT EXISTS nonces (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
 
+-- Shared cache (the auth backend's decisions): value text until expires (microseconds).
+CREATE TABLE IF NOT EXISTS cache (
+    key     TEXT PRIMARY KEY,
+    value   TEXT NOT NULL,
+    expires INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cache_expires ON cache (expires);
+
 CREATE TABLE IF NOT EXISTS changes (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,
     kind  TEXT NOT NULL,
