@@ -72,6 +72,8 @@ def create_admin_app(
     app[READINESS] = readiness or Readiness()
     app[GATEWAY] = gateway
     add_health_routes(app)
+    if gateway.auth is not None:
+        gateway.auth.add_readiness_checks(app[READINESS])  # auth backend circuits
     if runtime is not None:
         runtime.add_readiness_checks(app[READINESS])
         mount_admin_api(app, runtime)  # /admin/v1/...: authenticated; the health routes above stay open

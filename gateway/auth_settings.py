@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from gateway.backend.client import BackendLimits
+from gateway.backend.settings import IntrospectionSettings, parse_backend, parse_introspection, parse_stale_grace
 from gateway.credentials.validation import parse_origin, parse_scope
 from gateway.units import parse_duration, parse_network, parse_size
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-AUTHENTICATORS: Final = ("hmac_legacy", "rfc9421", "service_token", "api_key", "jwt")
+AUTHENTICATORS: Final = ("hmac_legacy", "rfc9421", "service_token", "api_key", "jwt", "introspection")
 MODES: Final = ("enforce", "log_only", "off")
 DEFAULT_CORS_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 DEFAULT_CORS_MAX_AGE: Final = 600
@@ -99,6 +101,7 @@ class JwtProviderSettings:
     tenant_claim: str | None = "tenant"
     refresh_interval: float = 300.0
     min_refresh_interval: float = 30.0
+    discovery: bool = False  # jwks_url from the issuer's /.well-known/openid-configuration
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,8 @@ class AuthnSettings:
     service_token: ServiceTokenSettings = field(default_factory=ServiceTokenSettings)
     api_key: ApiKeySettings = field(default_factory=ApiKeySettings)
     jwt: JwtSettings = field(default_factory=JwtSettings)
+    backend: BackendLimits = field(default_factory=BackendLimits)  # calls to identity services (issue 5)
+    introspection: IntrospectionSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +186,7 @@ class PolicySettings:
     cors: CorsSettings | None = None
     forward_credential: bool = False
     jwt_providers: tuple[str, ...] = ()  # empty: every configured provider
+    stale_grace: float = 0.0  # introspection: serve cached decisions this long while the backend is down
 
     def describe(self) -> str:
         """One line for ``gateway check-config``."""
@@ -199,6 +205,8 @@ class PolicySettings:
             parts.append(f"jwt_providers={','.join(self.jwt_providers)}")
         if self.forward_credential:
             parts.append("forward_credential")
+        if self.stale_grace:
+            parts.append(f"stale_grace={self.stale_grace:g}s")
         return "  ".join(parts)
 
 
@@ -212,6 +220,7 @@ ROUTE_POLICY_KEYS: Final = (
     "cors",
     "forward_credential",
     "jwt_providers",
+    "stale_grace",
 )
 
 
@@ -321,7 +330,7 @@ def route_origin(value: object) -> str:
 def parse_authn(reader: _Reader, raw_section: object) -> AuthnSettings:
     defaults = AuthnSettings()
     with reader.at("authn"):
-        raw = reader.mapping(raw_section, AUTHENTICATORS)
+        raw = reader.mapping(raw_section, (*AUTHENTICATORS, "backend"))
         with reader.at("hmac_legacy"):
             section = reader.mapping(raw.get("hmac_legacy"), ("window", "replay_protection"))
             legacy = LegacyHmacSettings(
@@ -345,7 +354,17 @@ def parse_authn(reader: _Reader, raw_section: object) -> AuthnSettings:
                 cache_size=reader.value(section, "cache_size", _count, defaults.jwt.cache_size),
                 cache_ttl=reader.value(section, "cache_ttl", _positive_duration, defaults.jwt.cache_ttl),
             )
-    return AuthnSettings(hmac_legacy=legacy, rfc9421=rfc9421, service_token=service_token, api_key=api_key, jwt=jwt)
+        backend = parse_backend(reader, raw.get("backend"))
+        introspection = parse_introspection(reader, raw.get("introspection"))
+    return AuthnSettings(
+        hmac_legacy=legacy,
+        rfc9421=rfc9421,
+        service_token=service_token,
+        api_key=api_key,
+        jwt=jwt,
+        backend=backend,
+        introspection=introspection,
+    )
 
 
 def _parse_rfc9421(reader: _Reader, raw_section: object, defaults: HttpSignatureSettings) -> HttpSignatureSettings:
@@ -449,6 +468,7 @@ _PROVIDER_KEYS: Final = (
     "tenant_claim",
     "refresh_interval",
     "min_refresh_interval",
+    "discovery",
 )
 
 
@@ -482,8 +502,10 @@ def _parse_provider(reader: _Reader, raw_provider: object, index: int) -> JwtPro
         if raw.get(required) is None:
             reader.problem("required", required)
     sources = [key for key in ("jwks_url", "key_file", "key_files", "secret_file") if raw.get(key) is not None]
+    if raw.get("discovery") is True:
+        sources.append("discovery")
     if len(sources) != 1:
-        reader.problem("exactly one of jwks_url, key_file, key_files, secret_file is required")
+        reader.problem("exactly one of jwks_url, key_file, key_files, secret_file is required (or discovery: true)")
     key_files: list[tuple[str | None, Path]] = []
     if raw.get("key_file") is not None:
         path = reader.value(raw, "key_file", _file, None)
@@ -514,6 +536,7 @@ def _parse_provider(reader: _Reader, raw_provider: object, index: int) -> JwtPro
         tenant_claim=reader.value(raw, "tenant_claim", _claim, "tenant"),
         refresh_interval=reader.value(raw, "refresh_interval", _positive_duration, 300.0),
         min_refresh_interval=reader.value(raw, "min_refresh_interval", _positive_duration, 30.0),
+        discovery=reader.value(raw, "discovery", _bool, False),
     )
     if settings.issuer and settings.algorithms and len(sources) == 1:
         _check_provider(reader, settings, sources[0])
@@ -531,8 +554,8 @@ def _check_provider(reader: _Reader, settings: JwtProviderSettings, source: str)
             keys = StaticJwtKeys.from_files({None: settings.secret_file}, secret=True)
         elif settings.key_files:
             keys = StaticJwtKeys.from_files(dict(settings.key_files))
-        elif settings.jwks_url is not None:
-            keys = _JwksShape(settings.jwks_url)
+        elif settings.jwks_url is not None or settings.discovery:
+            keys = _JwksShape(settings.jwks_url or "")
         else:
             return  # the key source itself was reported
     except ValueError as exc:
@@ -616,13 +639,16 @@ def parse_route_policy(
         cors=cors,
         forward_credential=reader.value(raw, "forward_credential", _bool, False),
         jwt_providers=tuple(reader.items(raw, "jwt_providers", _name)),
+        stale_grace=reader.value(raw, "stale_grace", parse_stale_grace, 0.0),
     )
     if not policy.auth:
-        for key in ("anonymous", "required_scopes", "forward_credential", "jwt_providers"):
+        for key in ("anonymous", "required_scopes", "forward_credential", "jwt_providers", "stale_grace"):
             if raw.get(key) is not None:
                 reader.problem("needs auth (the authenticators this route accepts)", key)
     if policy.jwt_providers and "jwt" not in policy.auth:
         reader.problem("needs jwt in auth", "jwt_providers")
+    if policy.stale_grace and policy.auth and "introspection" not in policy.auth:
+        reader.problem("needs introspection in auth (it keeps the identity service's answers)", "stale_grace")
     return policy
 
 
@@ -633,6 +659,8 @@ def check_route_policy(reader: _Reader, policy: PolicySettings, authn: AuthnSett
         for index, name in enumerate(policy.auth):
             if name == "jwt" and not authn.jwt.providers:
                 reader.problem("'jwt' is not configured: add authn.jwt.providers", index)
+            if name == "introspection" and authn.introspection is None:
+                reader.problem("'introspection' is not configured: add authn.introspection", index)
             if name == "hmac_legacy" and not has_kek:
                 reader.problem(
                     "'hmac_legacy' needs the key-encryption key to read service secrets: "

@@ -19,6 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 # A check returns None when ready, or a short reason when not.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
+
+class Degraded(str):
+    """A check's detail that does not make the gateway unready: it can still serve (shown, not failed)."""
+
+    __slots__ = ()
+
+
 CHECK_TIMEOUT = 2.0
 
 
@@ -45,7 +52,7 @@ class Readiness:
         await asyncio.gather(*(run(name, check) for name, check in self.checks.items()))
         if self.draining:
             results["draining"] = "shutting down"
-        ready = all(value == "ok" for value in results.values())
+        ready = all(value == "ok" or isinstance(value, Degraded) for value in results.values())
         return ready, results
 
 

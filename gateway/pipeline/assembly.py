@@ -17,11 +17,14 @@ import contextlib
 import logging
 from typing import Protocol
 
+from gateway.admin.health import Readiness
 from gateway.auth_settings import AuthnSettings, JwtProviderSettings
+from gateway.backend.wiring import AuthBackends
 from gateway.credentials.encryption import SecretBox
 from gateway.observability.metrics import GatewayMetrics
 from gateway.pipeline.authn.api_key import ApiKeyAuthenticator
 from gateway.pipeline.authn.hmac_legacy import LegacyHmacAuthenticator
+from gateway.pipeline.authn.introspection import arrange_for_introspection
 from gateway.pipeline.authn.jwks import JwksKeys, JwtKeySource, StaticJwtKeys
 from gateway.pipeline.authn.jwt import JwtAuthenticator, JwtProvider
 from gateway.pipeline.authn.rfc9421 import HttpSignatureAuthenticator
@@ -71,6 +74,7 @@ class AuthAssembly:
         self._jwks: dict[str, JwksKeys] = {}
         self._providers: dict[str, JwtProvider] = {}
         self._prefetch: list[asyncio.Task[bool]] = []
+        self._backends: AuthBackends | None = None  # introspection, JWKS, discovery (gateway/backend/)
         self.policies: dict[str, RoutePolicy] = {}
         for route in settings.routes:
             policy = self._policy(route)
@@ -81,7 +85,13 @@ class AuthAssembly:
         settings = route.policy
         if settings is None or settings.mode == "off":
             return None  # off: the route behaves as if it had no policy
-        authenticators = [self._authenticator(name, settings.jwt_providers) for name in settings.auth]
+        authenticators = [
+            self.backends.introspection(settings.stale_grace)
+            if name == "introspection"
+            else self._authenticator(name, settings.jwt_providers)
+            for name in settings.auth
+        ]
+        authenticators = arrange_for_introspection(authenticators)
         return RoutePolicy(
             route.name,
             settings,
@@ -90,6 +100,20 @@ class AuthAssembly:
             audit=self.runtime.audit,
             api_key_header=self.authn.api_key.header,
         )
+
+    @property
+    def backends(self) -> AuthBackends:
+        """The auth backend services (client, breakers, decision cache), built when a route needs them."""
+        if self._backends is None:
+            self._backends = AuthBackends(
+                self.authn, self.settings.routes, store=self.runtime.store, registry=self.metrics.registry
+            )
+        return self._backends
+
+    def add_readiness_checks(self, readiness: Readiness) -> None:
+        """``/readyz`` reports open auth-backend circuits (and fails only if some route cannot authenticate)."""
+        if self._backends is not None:
+            readiness.add("auth_backend", self._backends.readiness)
 
     # -- authenticators ----------------------------------------------------------------------
     def _authenticator(self, name: str, jwt_providers: tuple[str, ...]) -> Authenticator:
@@ -168,12 +192,14 @@ class AuthAssembly:
         if found is not None:
             return found
         keys: JwtKeySource
-        if settings.jwks_url is not None:
+        if settings.jwks_url is not None or settings.discovery:
             keys = self._jwks[settings.name] = JwksKeys(
                 settings.jwks_url,
                 refresh_interval=settings.refresh_interval,
                 min_refresh_interval=settings.min_refresh_interval,
+                fetch=self.backends.jwks_fetch(settings),  # the auth backend's breaker and limits
             )
+            self.backends.remember_jwks(settings.name, keys)
         elif settings.secret_file is not None:
             keys = StaticJwtKeys.from_files({None: settings.secret_file}, secret=True)
         else:
@@ -195,6 +221,8 @@ class AuthAssembly:
         """Follow key changes; fetch JWKS in the background so the first token does not wait for it."""
         if self._service_keys is not None:
             await self._service_keys.start()
+        if self._backends is not None:
+            await self._backends.start()
         for keys in self._jwks.values():
             self._prefetch.append(asyncio.ensure_future(keys.refresh()))
 
@@ -206,5 +234,7 @@ class AuthAssembly:
         self._prefetch.clear()
         for keys in self._jwks.values():
             await keys.close()
+        if self._backends is not None:
+            await self._backends.close()
         if self._service_keys is not None:
             await self._service_keys.close()

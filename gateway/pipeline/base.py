@@ -14,7 +14,7 @@ The error tree, extending :mod:`gateway.errors`::
         ├── CredentialDenied      403  token.ip_denied, apikey.ip_denied, apikey.origin_denied
         ├── AccessDenied          403  ip.denied, origin.denied, scope.insufficient (the route's policy)
         ├── SignedBodyTooLarge    413  httpsig.body_too_large (also a PayloadTooLarge)
-        └── AuthUnavailable       503  jwt.jwks_unavailable, store.unavailable (with Retry-After)
+        └── AuthUnavailable       503  jwt.jwks_unavailable, store.unavailable, backend.unavailable (Retry-After)
 
 An ``AuthError`` carries two codes. ``reason`` is precise and goes to metrics,
 logs and the audit trail (``hmac.unknown_key``); ``code`` is what the client
@@ -98,6 +98,7 @@ _PUBLIC_CODES: Final[Mapping[str, str]] = {
     "httpsig.alg_mismatch": "httpsig.invalid_signature",
     "token.unknown": "token.invalid",
     "token.revoked": "token.invalid",
+    "token.no_subject": "token.invalid",
     "apikey.unknown": "apikey.invalid",
     "apikey.revoked": "apikey.invalid",
     "jwt.kid_unknown": "jwt.invalid_signature",
@@ -124,6 +125,9 @@ _DETAILS: Final[Mapping[str, str]] = {
     "token.invalid": "invalid token",
     "token.expired": "token expired",
     "token.ip_denied": "token not allowed from this address",
+    "token.inactive": "token is not active",
+    "token.bad_audience": "token not issued for this service",
+    "backend.unavailable": "the identity service is unavailable, retry later",
     "apikey.malformed": "malformed API key",
     "apikey.invalid": "invalid API key",
     "apikey.expired": "API key expired",

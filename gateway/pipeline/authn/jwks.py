@@ -12,6 +12,11 @@ The set is cached and refreshed:
 
 A failed refresh keeps the keys already held. With no keys at all the gateway
 cannot decide and answers 503 (:class:`~gateway.pipeline.base.AuthUnavailable`).
+
+Given a ``fetch`` (the gateway passes :meth:`gateway.backend.wiring.AuthBackends.jwks_fetch`),
+the document is fetched through the auth backend client instead (its circuit
+breaker, timeout, concurrency and size limits), and its URL may come from OIDC
+discovery (``url`` is then ``None`` until the first fetch tells it).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -124,7 +129,7 @@ class JwksKeys:
 
     def __init__(
         self,
-        url: str,
+        url: str | None,
         *,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         min_refresh_interval: float = DEFAULT_MIN_REFRESH_INTERVAL,
@@ -132,9 +137,13 @@ class JwksKeys:
         max_bytes: int = MAX_JWKS_BYTES,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fetch: Callable[[], Awaitable[tuple[str, bytes]]] | None = None,
     ) -> None:
+        if url is None and fetch is None:
+            raise ValueError("a JWKS key source needs a URL or a fetch")
         self.jwks_url: str | None = url
-        self.url = url
+        self.url = url or "(OIDC discovery)"
+        self._fetch_document = fetch  # -> (the URL it used, the JWKS bytes)
         self.refresh_interval = refresh_interval
         self.min_refresh_interval = min_refresh_interval
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -148,6 +157,11 @@ class JwksKeys:
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._inflight: asyncio.Task[bool] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether keys were fetched at least once (they keep serving while refreshes fail)."""
+        return self._loaded
 
     async def key_for(self, kid: str | None) -> tuple[JwtKey, str | None] | None:
         now = self.clock()
@@ -217,6 +231,11 @@ class JwksKeys:
         return True
 
     async def _download(self) -> dict[str | None, tuple[JwtKey, str | None]]:
+        if self._fetch_document is not None:
+            url, body = await self._fetch_document()
+            keys = parse_jwks(body)
+            self.jwks_url = self.url = url  # the only jku a token may name
+            return keys
         if self._session is None:
             self._session = aiohttp.ClientSession(trust_env=False)
         async with self._session.get(self.url, timeout=self.timeout, allow_redirects=False) as response:
