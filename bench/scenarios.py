@@ -151,4 +151,9 @@ def catalog() -> tuple[dict[str, ServerSpec], list[Scenario]]:
             target_ratio=0.85,
         ),
     ]
+    # Authenticated routes (bench/auth_scenarios.py), each against gateway-noauth.
+    from bench.auth_scenarios import auth_scenarios, auth_servers
+
+    servers.update({spec.name: spec for spec in auth_servers(gateway_server)})
+    scenarios.extend(auth_scenarios(Scenario, request))
     return servers, scenarios

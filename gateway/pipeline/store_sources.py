@@ -253,8 +253,10 @@ class StoreTokens:
         if not isinstance(converted, TokenRecord):
             converted = _token_record(record)
             self._derived.put(token_hash, record, converted)
-        if self.usage is not None and record.usable_at(datetime.now(UTC)):
-            self.usage.token_used(token_hash)
+        if self.usage is not None:
+            now = datetime.now(UTC)
+            if record.usable_at(now):
+                self.usage.token_used(token_hash, now)
         return converted
 
 
@@ -288,8 +290,10 @@ class StoreApiKeys:
         if not isinstance(converted, ApiClientRecord):
             converted = _api_client_record(found)
             self._derived.put(key_hash, found, converted)
-        if self.usage is not None and found.key.usable_at(datetime.now(UTC)):
-            self.usage.api_key_used(key_hash)
+        if self.usage is not None:
+            now = datetime.now(UTC)
+            if found.key.usable_at(now):
+                self.usage.api_key_used(key_hash, now)
         return converted
 
 
