@@ -25,7 +25,7 @@ async def test_document_validates_and_lists_every_route(admin_client: Client, ru
         if route.resource is not None and route.method != "*" and route.method != "HEAD"
     }
     assert documented == served
-    assert len(served) == len(OPERATIONS) == 22
+    assert len(served) == len(OPERATIONS) == 23
 
 
 async def test_every_operation_documents_its_parameters_and_errors(admin_client: Client) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin.actions import CredentialAdmin
-from gateway.admin.api import audit, clients, keys, tokens
+from gateway.admin.api import audit, auth_cache, clients, keys, tokens
 from gateway.admin.api.auth import authenticate, authorize
 from gateway.admin.api.errors import (
     AdminBadRequest,
@@ -67,6 +67,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *keys.OPERATIONS,
     *clients.OPERATIONS,
     *audit.OPERATIONS,
+    *auth_cache.OPERATIONS,
     OPENAPI_OPERATION,
 )
 

@@ -22,6 +22,7 @@ TAGS = (
     ("keys", "Service signing keys for HMAC / HTTP Message Signatures"),
     ("clients", "API clients and their API keys (ak_...)"),
     ("audit", "The audit trail"),
+    ("auth-cache", "The identity service's cached token decisions (purge on revocation)"),
     ("meta", "This document"),
 )
 
