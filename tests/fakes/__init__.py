@@ -1,0 +1,1 @@
+"""Test doubles for systems outside the project, as real servers."""
