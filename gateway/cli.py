@@ -8,33 +8,20 @@ as a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from gateway import __version__
+from gateway.eventloop import run
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.units import parse_address
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-def run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop when it is installed."""
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is optional
-        pass
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(coro)
 
 
 def _load(args: argparse.Namespace, err: TextIO) -> Settings | None:
@@ -99,7 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(level=log.level, fmt=log.format)
     demo = parse_address(args.demo_upstream) if args.demo_upstream else None
     try:
-        run_async(serve(settings, demo_upstream=demo))
+        run(serve(settings, demo_upstream=demo))
     except StartupError as exc:
         print(f"gateway: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE

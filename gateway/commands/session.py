@@ -13,17 +13,17 @@ on stderr (``gateway: ...``), never a traceback; a failed command changed nothin
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from gateway.admin.actions import CredentialAdmin
 from gateway.credentials.errors import CredentialError, EncryptionKeyMissing, MalformedCredential
+from gateway.eventloop import run
 from gateway.observability.audit import AuditTrail
 from gateway.runtime import load_kek
 from gateway.settings import ConfigError, Settings, load_settings
@@ -87,7 +87,7 @@ def run_command(
             print(f"  {problem}", file=stderr)
         return EXIT_USAGE
     try:
-        result = _run(_session(args, settings, command, stdout, stderr))
+        result = run(_session(args, settings, command, stdout, stderr))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BaseException as exc:  # one line, never a traceback
@@ -137,18 +137,6 @@ async def _session(
         if trail.pending:
             print(f"gateway: warning: {trail.pending} audit events could not be written", file=err)
         await store.close()
-
-
-def _run(coro: Coroutine[Any, Any, int | None]) -> int | None:
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is optional
-        pass
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(coro)
 
 
 # -- output --------------------------------------------------------------------------------------
