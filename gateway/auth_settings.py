@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 AUTHENTICATORS: Final = ("hmac_legacy", "rfc9421", "service_token", "api_key", "jwt", "introspection")
+AUDIT_CHOICES: Final = ("all", "denials")
 MODES: Final = ("enforce", "log_only", "off")
 DEFAULT_CORS_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 DEFAULT_CORS_MAX_AGE: Final = 600
@@ -186,6 +187,7 @@ class PolicySettings:
     cors: CorsSettings | None = None
     forward_credential: bool = False
     jwt_providers: tuple[str, ...] = ()  # empty: every configured provider
+    audit: str = "all"  # all: every decision goes to the audit trail; denials: refusals and would-be refusals only
     stale_grace: float = 0.0  # introspection: serve cached decisions this long while the backend is down
 
     def describe(self) -> str:
@@ -207,6 +209,8 @@ class PolicySettings:
             parts.append("forward_credential")
         if self.stale_grace:
             parts.append(f"stale_grace={self.stale_grace:g}s")
+        if self.audit != "all":
+            parts.append(f"audit={self.audit}")
         return "  ".join(parts)
 
 
@@ -220,6 +224,7 @@ ROUTE_POLICY_KEYS: Final = (
     "cors",
     "forward_credential",
     "jwt_providers",
+    "audit",
     "stale_grace",
 )
 
@@ -639,10 +644,11 @@ def parse_route_policy(
         cors=cors,
         forward_credential=reader.value(raw, "forward_credential", _bool, False),
         jwt_providers=tuple(reader.items(raw, "jwt_providers", _name)),
+        audit=reader.value(raw, "audit", _audit, "all"),
         stale_grace=reader.value(raw, "stale_grace", parse_stale_grace, 0.0),
     )
     if not policy.auth:
-        for key in ("anonymous", "required_scopes", "forward_credential", "jwt_providers", "stale_grace"):
+        for key in ("anonymous", "required_scopes", "forward_credential", "jwt_providers", "stale_grace", "audit"):
             if raw.get(key) is not None:
                 reader.problem("needs auth (the authenticators this route accepts)", key)
     if policy.jwt_providers and "jwt" not in policy.auth:
@@ -681,6 +687,12 @@ def _authenticator(value: object) -> str:
     if not isinstance(value, str) or value not in AUTHENTICATORS:
         raise ValueError(f"unknown authenticator {value!r} (expected one of: {', '.join(AUTHENTICATORS)})")
     return value
+
+
+def _audit(value: object) -> str:
+    if not isinstance(value, str) or value.lower() not in AUDIT_CHOICES:
+        raise ValueError(f"expected one of {', '.join(AUDIT_CHOICES)}, got {value!r}")
+    return value.lower()
 
 
 def _mode(value: object) -> str:

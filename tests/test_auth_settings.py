@@ -140,6 +140,11 @@ def test_context_signing_key_is_read_and_never_printed(tmp_path: Path) -> None:
         ),
         pytest.param({"routes": [route(auth=["api_key"], mode="audit")]}, "routes[0].mode: expected one of", id="mode"),
         pytest.param(
+            {"routes": [route(auth=["api_key"], audit="some")]},
+            "routes[0].audit: expected one of all, denials",
+            id="audit",
+        ),
+        pytest.param(
             {"routes": [route(auth=["api_key"], anonymous="yes")]},
             "routes[0].anonymous: expected true or false, got 'yes'",
             id="anonymous-type",

@@ -170,6 +170,7 @@ class RoutePolicy:
         )
         self.metrics = metrics
         self.audit = audit
+        self.audit_allowed = settings.audit == "all"
 
     # -- the decision ------------------------------------------------------------------------
     async def evaluate(self, request: web.Request, client_ip: str, request_id: str) -> AuthOutcome:
@@ -281,7 +282,7 @@ class RoutePolicy:
                     "credential_id": credential_id or None,
                 },
             )
-        if self.audit is not None:
+        if self.audit is not None and (error is not None or self.audit_allowed):
             self.audit.record(
                 AuditEvent(
                     time=datetime.now(UTC),

@@ -735,6 +735,17 @@ async def test_every_decision_is_audited(make_gateway: GatewayFactory) -> None:
     assert (deny.result, deny.reason, deny.principal) == (AuditResult.DENY, "auth.required", "")
 
 
+async def test_a_route_can_audit_refusals_only(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway(routes=[api_route(auth=["service_token"], audit="denials")])
+    token, _ = await add_token(client)
+    assert (await client.get("/api/x", headers={"Authorization": f"Bearer {token}"})).status == 200
+    assert (await client.get("/api/x")).status == 401
+    runtime = runtime_of(client)
+    await runtime.audit.flush()
+    (event,) = await runtime.store.query_audit(AuditQuery())
+    assert (event.result, event.reason) == (AuditResult.DENY, "auth.required")
+
+
 async def test_token_use_is_counted(make_gateway: GatewayFactory) -> None:
     client = await make_gateway(routes=[api_route(auth=["service_token"])])
     token, record = await add_token(client)
