@@ -10,6 +10,9 @@ gateway-jwt            ``Authorization: Bearer <JWT RS256>`` (100 users' tokens,
 gateway-rfc9421-nonce  as gateway-rfc9421 with a unique nonce per request, claimed once in the
                        store (replay protection): informational, no target (it is a store write
                        per request, priced by the store backend)
+gateway-token-audit-denials
+                       as gateway-token on a route with ``audit: denials``: informational, shows
+                       what auditing every allowed request costs
 =====================  ==========================================================================
 
 Each server is the real ``gateway serve`` with the shipped logging, on an SQLite
@@ -52,7 +55,12 @@ AUTH_TARGET_RATIO = 0.85
 _JWT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def auth_config(ctx: LaunchContext, route_auth: list[str], authn: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def auth_config(
+    ctx: LaunchContext,
+    route_auth: list[str],
+    authn: Mapping[str, Any] | None = None,
+    route_extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Overrides for :func:`bench.scenarios.gateway_config`: an SQLite store, a KEK, the auth route."""
     db = ctx.workdir / f"{ctx.name}.db"
     for suffix in ("", "-wal", "-shm"):
@@ -68,6 +76,7 @@ def auth_config(ctx: LaunchContext, route_auth: list[str], authn: Mapping[str, A
                 "prefix": "/bench",
                 "upstream": ctx.url_of("upstream"),
                 "auth": route_auth,
+                **(route_extra or {}),
             }
         ],
     }
@@ -148,9 +157,11 @@ def jwt_headers(draft: RequestDraft) -> dict[str, str]:
 def auth_servers(gateway_server: Any) -> list[ServerSpec]:
     """The gateway specs for the auth scenarios (``gateway_server`` is bench.scenarios.gateway_server)."""
 
-    def with_credentials(name: str, auth: list[str], authn: Mapping[str, Any] | None = None) -> ServerSpec:
+    def with_credentials(
+        name: str, auth: list[str], authn: Mapping[str, Any] | None = None, **route: Any
+    ) -> ServerSpec:
         def config(ctx: LaunchContext) -> Mapping[str, Any]:
-            overrides = auth_config(ctx, auth, authn)
+            overrides = auth_config(ctx, auth, authn, route)
             prepare_credentials(ctx, overrides)
             return overrides
 
@@ -181,6 +192,7 @@ def auth_servers(gateway_server: Any) -> list[ServerSpec]:
         with_credentials("gateway-rfc9421-nonce", ["rfc9421"]),
         with_credentials("gateway-token", ["service_token"]),
         jwt_server("gateway-jwt"),
+        with_credentials("gateway-token-audit-denials", ["service_token"], audit="denials"),
     ]
 
 
@@ -225,6 +237,12 @@ def auth_scenarios(scenario: Any, base: RequestSpec) -> list[Any]:
             "gateway-rfc9421-nonce",
             spec(per_request=rfc9421_nonce_headers, unique=True),
             "RFC 9421 with a unique nonce per request claimed in the SQLite store (replay protection)",
+            target=None,
+        ),
+        make(
+            "gateway-token-audit-denials",
+            spec(per_request=token_headers("gateway-token-audit-denials"), variants=1),
+            "service token on a route auditing refusals only (audit: denials)",
             target=None,
         ),
     ]
