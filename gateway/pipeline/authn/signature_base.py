@@ -84,8 +84,12 @@ class MessageParts:
         return urllib.parse.quote(values[0], safe="*").replace("~", "%7E")
 
 
+_NO_PARAMETERS: Final[frozenset[tuple[str, Any]]] = frozenset()
+
+
 def component_identity(item: SfItem) -> ComponentId:
-    return item[0], frozenset(item[1].items())
+    params = item[1]
+    return item[0], frozenset(params.items()) if params else _NO_PARAMETERS
 
 
 def parse_component_ids(names: Sequence[str]) -> tuple[ComponentId, ...]:
