@@ -195,7 +195,13 @@ class RoutePolicy:
     def _refuse(self, state: _State, error: AuthError) -> None:
         """Enforce: the refusal is the answer. Log only: remember the first one, go on deciding."""
         if self.enforce or isinstance(error, SignedBodyTooLarge | AuthUnavailable):
-            raise error
+            try:
+                raise error
+            finally:
+                # This frame goes into the error's traceback: holding the error in it too would make a
+                # reference cycle per refusal, freed only by the garbage collector (long pauses under a
+                # flood of bad credentials or while an auth backend is down).
+                del error
         if state.refusal is None:
             state.refusal = error
 
