@@ -28,6 +28,11 @@
   cached (:meth:`DecisionCache.invalidate`).
 - **Failures of the shared layer** (the store down) are logged and treated as
   misses: the backend still decides, fail closed when it cannot.
+- **While the circuit is open** a token's cached decision within the grace is
+  served straight from memory, and a token found in neither layer is not looked up
+  in the shared layer again for ``ABSENT_MEMO`` seconds: clients retrying during an
+  outage cost neither a backend call nor a store round trip each (the refusal is a
+  503 at once).
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.backend.breaker import EndpointBreaker
 from gateway.backend.decisions import Decision
-from gateway.backend.errors import BackendError
+from gateway.backend.errors import BackendError, CircuitOpen
 from gateway.backend.introspect import TokenChecker
 from gateway.backend.metrics import BackendMetrics
 from gateway.pipeline.base import Principal
@@ -62,6 +68,7 @@ STALE_LOG_INTERVAL: Final = 10.0
 DEFAULT_MAX_ENTRIES: Final = 100_000
 DEFAULT_MAX_TTL: Final = 300.0
 DEFAULT_NEGATIVE_TTL: Final = 10.0
+ABSENT_MEMO: Final = 1.0  # seconds a token missing from both layers is not looked up again while open
 
 PrincipalFactory = Callable[[Decision, str], Principal]
 
@@ -136,7 +143,7 @@ class DecisionCache:
         negative_ttl: float = DEFAULT_NEGATIVE_TTL,
         max_grace: float = 0.0,
         metrics: BackendMetrics | None = None,
-        short_circuited: Callable[[], bool] = lambda: False,
+        circuit: EndpointBreaker | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_entries <= 0 or max_ttl <= 0 or negative_ttl < 0 or max_grace < 0:
@@ -150,10 +157,11 @@ class DecisionCache:
         self.negative_ttl = negative_ttl
         self.max_grace = max_grace
         self.metrics = metrics
-        self.short_circuited = short_circuited
+        self.circuit = circuit  # the backend endpoint's breaker: read (cheaply) to skip lookups while open
         self.clock = clock
         self.backend_calls = 0
         self._memory: OrderedDict[bytes, CachedDecision] = OrderedDict()
+        self._absent: dict[bytes, float] = {}  # digest -> until when it is not looked up again (circuit open)
         self._flights: dict[bytes, _Flight] = {}
         self._subscription: Subscription | None = None
         self._stale_served = 0
@@ -198,8 +206,15 @@ class DecisionCache:
                 del self._memory[digest]
                 entry = None
         self._count(MEMORY, MISS)
-        if entry is not None and grace > 0 and self.short_circuited() and entry.servable_stale(grace, now):
-            return self._stale(entry, MEMORY), True  # the breaker is open: no need to ask anyone
+        circuit = self.circuit
+        if circuit is not None and circuit.short_circuited():  # open: nobody is going to be asked
+            if entry is not None and grace > 0 and entry.servable_stale(grace, now):
+                return self._stale(entry, MEMORY), True
+            absent_until = self._absent.get(digest)
+            if absent_until is not None and now < absent_until:
+                raise CircuitOpen(
+                    f"circuit open for {circuit.name}", backend=circuit.name, retry_after=circuit.retry_after()
+                )
         flight = self._flights.get(digest)
         if flight is None:
             flight = self._start(digest, token, entry)
@@ -211,7 +226,7 @@ class DecisionCache:
         fallback = resolution.fallback
         if grace > 0 and fallback is not None and fallback.servable_stale(grace, self.clock()):
             return self._stale(fallback, MEMORY if fallback is entry else SHARED, error), True
-        raise error
+        raise error.again()  # the shared one stays traceback-free (see BackendError.again)
 
     def _start(self, digest: bytes, token: str, held: CachedDecision | None) -> _Flight:
         flight: _Flight
@@ -247,7 +262,10 @@ class DecisionCache:
         try:
             decision = await self.checker.check(token)
         except BackendError as error:
-            return _Resolution(error=error, fallback=fallback)
+            if isinstance(error, CircuitOpen) and fallback is None:
+                self._remember_absent(digest)
+            # Without its traceback: the frames in it hold this flight, which will hold the error.
+            return _Resolution(error=error.with_traceback(None), fallback=fallback)
         entry = self._with_principal(self._entry(decision, self.clock()), digest)
         if not flight.stale and entry.keep_until > entry.validated_at:
             self._remember(digest, entry)
@@ -267,6 +285,11 @@ class DecisionCache:
         if entry.principal is None and entry.decision.active:
             entry.principal = self.principal_of(entry.decision, digest.hex())
         return entry
+
+    def _remember_absent(self, digest: bytes) -> None:
+        if len(self._absent) >= self.max_entries:
+            self._absent.clear()  # rare: a flood of distinct tokens during an outage; start over
+        self._absent[digest] = self.clock() + ABSENT_MEMO
 
     def _remember(self, digest: bytes, entry: CachedDecision) -> None:
         self._memory[digest] = entry

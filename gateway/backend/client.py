@@ -151,8 +151,11 @@ class BackendClient:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        # shield: a caller that gives up leaves the call to finish and count for what it was.
-        return await asyncio.shield(task)
+        try:
+            # shield: a caller that gives up leaves the call to finish and count for what it was.
+            return await asyncio.shield(task)
+        finally:
+            del task  # this frame, in a failure's traceback, must not hold the task holding that failure
 
     async def _guarded(
         self,

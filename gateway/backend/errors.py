@@ -38,6 +38,15 @@ class BackendError(Exception):
         self.backend = backend
         self.retry_after = retry_after
 
+    def again(self) -> BackendError:
+        """A fresh copy to raise for one more waiter of a shared call.
+
+        Raising the shared object would stitch every waiter's frames into its
+        traceback (and, through the frames holding it, into reference cycles that
+        only the garbage collector can free: pauses in the tail latency).
+        """
+        return type(self)(self.detail, backend=self.backend, retry_after=self.retry_after)
+
 
 class BackendUnavailable(BackendError):
     """The backend failed: the circuit breaker counts it."""

@@ -112,7 +112,7 @@ class AuthBackends:
                 negative_ttl=cache.negative_ttl,
                 max_grace=self._max_grace(),
                 metrics=self.metrics,
-                short_circuited=breaker.short_circuited,
+                circuit=breaker,
             )
         return self._decisions
 

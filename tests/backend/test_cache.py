@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.backend.cache import DecisionCache, purge_all, purge_token, shared_key, token_digest
+from gateway.backend.cache import ABSENT_MEMO, DecisionCache, purge_all, purge_token, shared_key, token_digest
 from gateway.backend.client import BackendClient, BackendLimits
 from gateway.backend.errors import BackendError, CircuitOpen
 from gateway.backend.introspect import Rfc7662Introspection
@@ -57,7 +57,7 @@ async def make_cache(
             backend=backend,
             store=store,
             metrics=metrics,
-            short_circuited=breaker.short_circuited,
+            circuit=breaker,
             **options,  # type: ignore[arg-type]
         )
         made.append(cache)
@@ -348,3 +348,19 @@ def test_the_clock_is_wall_time() -> None:
     # Entries are shared between processes: their times must be comparable across them.
     cache = DecisionCache(None, introspected_principal, backend="b")  # type: ignore[arg-type]
     assert abs(cache.clock() - time.time()) < 1
+
+
+async def test_while_open_an_unknown_token_costs_one_shared_lookup_per_second(
+    make_cache: CacheFactory, identity: IdentityService, metrics: BackendMetrics
+) -> None:
+    cache = make_cache(MemoryStore())
+    await open_circuit(cache, identity)
+    before = counted(metrics, "shared", "miss")
+    for _ in range(10):  # a client retrying during the outage
+        with pytest.raises(CircuitOpen):
+            await cache.decide("never-seen")
+    assert counted(metrics, "shared", "miss") == before + 1
+    await asyncio.sleep(ABSENT_MEMO + 0.05)
+    with pytest.raises(CircuitOpen):
+        await cache.decide("never-seen")
+    assert counted(metrics, "shared", "miss") == before + 2
