@@ -73,6 +73,8 @@ class ScenarioSummary:
             "p50_ms": round(self.latency_median("p50_ms"), 3),
             "p90_ms": round(self.latency_median("p90_ms"), 3),
             "p99_ms": round(self.latency_median("p99_ms"), 3),
+            "connections": s.connections,
+            "latency_target_ms": s.latency_target_ms,
             "cpu_us_per_request": None if cpu is None else round(cpu, 1),
             "requests": self.requests,
             "failed": self.failed,
@@ -216,6 +218,15 @@ class Report:
             if r.target is not None:
                 line += f"   target {r.target:.0%}: {'met' if r.met else 'NOT MET'}"
             lines.append(line)
+        latency = [s for s in self.summaries if s.scenario.latency_target_ms is not None and s.measurements]
+        if latency:
+            lines += ["", "latency targets (median over rounds of each round's p99):"]
+        for s in latency:
+            p99, target = s.latency_median("p99_ms"), s.scenario.latency_target_ms or 0.0
+            lines.append(
+                f"  {s.scenario.name:<22} p99 {p99:.2f} ms over {s.scenario.connections or o.connections} "
+                f"connection(s)   target < {target:g} ms: {'met' if p99 < target else 'NOT MET'}"
+            )
         other = self.other_load
         if other is not None and other > 0.05:
             lines += ["", f"note: other processes used ~{other:.0%} of the machine while measuring (noisy neighbour)"]

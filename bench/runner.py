@@ -41,8 +41,10 @@ class BenchOptions:
     timeout: float = 5.0
     workdir: Path = DEFAULT_WORKDIR
 
-    def load(self, duration: float | None = None) -> LoadSettings:
-        return LoadSettings(duration if duration is not None else self.duration, self.connections, self.timeout)
+    def load(self, duration: float | None = None, connections: int | None = None) -> LoadSettings:
+        return LoadSettings(
+            duration if duration is not None else self.duration, connections or self.connections, self.timeout
+        )
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ class Bench:
             server.port,
             requests,
             scenario.request.expect_status,
-            self.options.load(duration),
+            self.options.load(duration, scenario.connections),
             self.options.workdir,
         )
         busy_after = machine_busy_seconds()

@@ -44,7 +44,8 @@ class Scenario:
 
     ``compare_to`` names the scenario whose throughput this one is reported
     against (measured in the same rounds); ``target_ratio`` is the goal for that
-    ratio, if there is one.
+    ratio, if there is one. ``connections`` overrides the run's connection count
+    (1: latency without queueing); ``latency_target_ms`` is a goal for its p99.
     """
 
     name: str
@@ -53,6 +54,8 @@ class Scenario:
     description: str = ""
     compare_to: str | None = None
     target_ratio: float | None = None
+    connections: int | None = None
+    latency_target_ms: float | None = None
 
 
 def upstream_server(name: str = "upstream") -> ServerSpec:
@@ -156,4 +159,9 @@ def catalog() -> tuple[dict[str, ServerSpec], list[Scenario]]:
 
     servers.update({spec.name: spec for spec in auth_servers(gateway_server)})
     scenarios.extend(auth_scenarios(Scenario, request))
+    # The auth backend (bench/backend_scenarios.py): introspection on a warm cache, the open circuit.
+    from bench.backend_scenarios import backend_scenarios, backend_servers
+
+    servers.update({spec.name: spec for spec in backend_servers(gateway_server)})
+    scenarios.extend(backend_scenarios(Scenario, request))
     return servers, scenarios
