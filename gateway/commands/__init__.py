@@ -1,4 +1,4 @@
-"""The operator commands: ``gateway keys|tokens|clients|audit|admin-token ...``.
+"""The operator commands: ``gateway keys|tokens|clients|audit|admin-token|auth-cache ...``.
 
 ::
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.commands import admin_tokens, audit, clients, keys, tokens
+from gateway.commands import admin_tokens, audit, auth_cache, clients, keys, tokens
 
 
 def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the operator commands to ``gateway``'s subcommands."""
-    for module in (keys, tokens, clients, audit, admin_tokens):
+    for module in (keys, tokens, clients, audit, admin_tokens, auth_cache):
         module.register(commands)

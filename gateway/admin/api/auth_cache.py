@@ -11,9 +11,7 @@ it is never stored, logged or echoed.
 from __future__ import annotations
 
 from gateway.admin.api.schema import BOOLEAN, STRING, Body, Call, Field, Operation, Reply
-from gateway.backend.cache import purge_all, purge_token, token_digest
-from gateway.backend.wiring import cache_backend_ids
-from gateway.credentials.audit import AuditEvent, AuditResult
+from gateway.backend.revocation import purge_decisions
 
 PURGED = {
     "type": "object",
@@ -28,26 +26,14 @@ async def purge(call: Call) -> Reply:
     token, everything = call.body["token"], call.body["all"]
     if (token is None) == (not everything):
         raise ValueError("give either token, or all: true")
-    store = call.runtime.store
-    if token is not None:
-        purged = await purge_token(store, cache_backend_ids(call.runtime.settings.authn), token)
-        target = f"sha256:{token_digest(token).hex()[:16]}"
-    else:
-        purged = await purge_all(store)
-        target = "*"
-    await call.admin.audit.record_now(
-        AuditEvent(
-            time=call.now(),
-            result=AuditResult.ADMIN,
-            reason="ok",
-            credential_kind="introspection",
-            credential_id=target,
-            principal=f"admin:{call.admin.actor}",
-            admin=call.admin.actor,
-            action="auth_cache.purge",
-            target=target,
-            detail=f"purged={purged}",
-        )
+    purged = await purge_decisions(
+        call.runtime.store,
+        call.runtime.settings.authn,
+        token=token,
+        recorder=call.admin.audit,
+        admin=call.admin.actor,
+        principal=f"admin:{call.admin.actor}",
+        now=call.now(),
     )
     return Reply(200, {"purged": purged})
 
