@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
+from gateway.admin.health import Degraded
 from gateway.backend.breaker import CircuitState
 from gateway.backend.cache import DecisionCache, backend_id
 from gateway.backend.client import BackendClient, BackendResponse
@@ -247,8 +248,6 @@ class AuthBackends:
         Not ready only when some route is left with no way to authenticate (every
         authenticator it lists needs an open endpoint, and it has no stale grace).
         """
-        from gateway.admin.health import Degraded
-
         states = [
             f"{name} circuit {breaker.describe()}"
             for name, breaker in sorted(self.client.breakers.items())
