@@ -21,7 +21,15 @@ from urllib.parse import urlsplit
 from gateway.backend.client import BackendLimits
 from gateway.backend.settings import IntrospectionSettings, parse_backend, parse_introspection, parse_stale_grace
 from gateway.credentials.validation import parse_origin, parse_scope
-from gateway.units import parse_duration, parse_network, parse_size
+from gateway.units import (
+    parse_bool,
+    parse_count,
+    parse_duration,
+    parse_network,
+    parse_positive_duration,
+    parse_size,
+    parse_text,
+)
 
 if TYPE_CHECKING:
     from gateway.pipeline.authn.service_token import StaticTokens
@@ -232,37 +240,6 @@ ROUTE_POLICY_KEYS: Final = (
 # -- converters -------------------------------------------------------------------------------
 
 
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _positive_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return value
-
-
-def _count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"expected a whole number (0 or more), got {value!r}")
-    return value
-
-
-def _positive_duration(value: object) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"must be more than zero: {value!r}")
-    return seconds
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {value!r}")
-    return value
-
-
 def _header_name(value: object) -> str:
     if not isinstance(value, str) or not _HEADER.match(value):
         raise ValueError(f"not a header name: {value!r}")
@@ -339,15 +316,15 @@ def parse_authn(reader: _Reader, raw_section: object) -> AuthnSettings:
         with reader.at("hmac_legacy"):
             section = reader.mapping(raw.get("hmac_legacy"), ("window", "replay_protection"))
             legacy = LegacyHmacSettings(
-                window=reader.value(section, "window", _positive_duration, defaults.hmac_legacy.window),
-                replay_protection=reader.value(section, "replay_protection", _bool, False),
+                window=reader.value(section, "window", parse_positive_duration, defaults.hmac_legacy.window),
+                replay_protection=reader.value(section, "replay_protection", parse_bool, False),
             )
         rfc9421 = _parse_rfc9421(reader, raw.get("rfc9421"), defaults.rfc9421)
         with reader.at("api_key"):
             section = reader.mapping(raw.get("api_key"), ("header", "query_param"))
             api_key = ApiKeySettings(
                 header=reader.value(section, "header", _header_name, defaults.api_key.header),
-                query_param=reader.value(section, "query_param", _text, None),
+                query_param=reader.value(section, "query_param", parse_text, None),
             )
         service_token = _parse_service_token(reader, raw.get("service_token"))
         with reader.at("jwt"):
@@ -356,8 +333,8 @@ def parse_authn(reader: _Reader, raw_section: object) -> AuthnSettings:
             jwt = JwtSettings(
                 providers=tuple(providers),
                 max_token_length=reader.value(section, "max_token_length", parse_size, defaults.jwt.max_token_length),
-                cache_size=reader.value(section, "cache_size", _count, defaults.jwt.cache_size),
-                cache_ttl=reader.value(section, "cache_ttl", _positive_duration, defaults.jwt.cache_ttl),
+                cache_size=reader.value(section, "cache_size", parse_count, defaults.jwt.cache_size),
+                cache_ttl=reader.value(section, "cache_ttl", parse_positive_duration, defaults.jwt.cache_ttl),
             )
         backend = parse_backend(reader, raw.get("backend"))
         introspection = parse_introspection(reader, raw.get("introspection"))
@@ -379,12 +356,12 @@ def _parse_rfc9421(reader: _Reader, raw_section: object, defaults: HttpSignature
         components = tuple(reader.items(section, "required_components", _component))
         return HttpSignatureSettings(
             required_components=components if "required_components" in section else defaults.required_components,
-            require_digest_with_body=reader.value(section, "require_digest_with_body", _bool, True),
-            max_age=reader.value(section, "max_age", _positive_duration, defaults.max_age),
+            require_digest_with_body=reader.value(section, "require_digest_with_body", parse_bool, True),
+            max_age=reader.value(section, "max_age", parse_positive_duration, defaults.max_age),
             clock_skew=reader.value(section, "clock_skew", parse_duration, defaults.clock_skew),
             max_body=reader.value(section, "max_body", parse_size, defaults.max_body),
-            require_nonce=reader.value(section, "require_nonce", _bool, False),
-            tag=reader.value(section, "tag", _text, None),
+            require_nonce=reader.value(section, "require_nonce", parse_bool, False),
+            tag=reader.value(section, "tag", parse_text, None),
         )
 
 
@@ -431,7 +408,7 @@ def _parse_service_token(reader: _Reader, raw_section: object) -> ServiceTokenSe
                     tenants={entry.service_id: entry.tenant for entry in static if entry.tenant is not None},
                 )
         return ServiceTokenSettings(
-            store=reader.value(section, "store", _bool, True), static=tuple(static), static_tokens=tokens
+            store=reader.value(section, "store", parse_bool, True), static=tuple(static), static_tokens=tokens
         )
 
 
@@ -455,7 +432,7 @@ def _parse_static_entry(reader: _Reader, service_id: object, raw_entry: object) 
         service_id=service,
         files=tuple(files),
         scopes=frozenset(scopes),
-        tenant=reader.value(entry, "tenant", _text, None),
+        tenant=reader.value(entry, "tenant", parse_text, None),
     )
 
 
@@ -526,12 +503,12 @@ def _parse_provider(reader: _Reader, raw_provider: object, index: int) -> JwtPro
                     path = reader.value(raw_key_files, kid, _file, None)
                     if path is not None:
                         key_files.append((str(kid), path))
-    algorithms = reader.items(raw, "algorithms", _text)
+    algorithms = reader.items(raw, "algorithms", parse_text)
     claims = reader.items(raw, "required_claims", _claim)
     settings = JwtProviderSettings(
         name=reader.value(raw, "name", _name, f"provider{index}"),
-        issuer=reader.value(raw, "issuer", _text, ""),
-        audiences=tuple(reader.items(raw, "audiences", _text)),
+        issuer=reader.value(raw, "issuer", parse_text, ""),
+        audiences=tuple(reader.items(raw, "audiences", parse_text)),
         algorithms=tuple(algorithms),
         jwks_url=reader.value(raw, "jwks_url", _http_url, None),
         key_files=tuple(key_files),
@@ -539,9 +516,9 @@ def _parse_provider(reader: _Reader, raw_provider: object, index: int) -> JwtPro
         leeway=reader.value(raw, "leeway", parse_duration, 30.0),
         required_claims=tuple(claims) if "required_claims" in raw else ("exp", "iss", "aud", "sub"),
         tenant_claim=reader.value(raw, "tenant_claim", _claim, "tenant"),
-        refresh_interval=reader.value(raw, "refresh_interval", _positive_duration, 300.0),
-        min_refresh_interval=reader.value(raw, "min_refresh_interval", _positive_duration, 30.0),
-        discovery=reader.value(raw, "discovery", _bool, False),
+        refresh_interval=reader.value(raw, "refresh_interval", parse_positive_duration, 300.0),
+        min_refresh_interval=reader.value(raw, "min_refresh_interval", parse_positive_duration, 30.0),
+        discovery=reader.value(raw, "discovery", parse_bool, False),
     )
     if settings.issuer and settings.algorithms and len(sources) == 1:
         _check_provider(reader, settings, sources[0])
@@ -637,12 +614,12 @@ def parse_route_policy(
     policy = PolicySettings(
         auth=tuple(auth),
         mode=reader.value(raw, "mode", _mode, "enforce"),
-        anonymous=reader.value(raw, "anonymous", _bool, False),
+        anonymous=reader.value(raw, "anonymous", parse_bool, False),
         required_scopes=scopes,
         ip_allow=tuple(ip_allow),
         origins=tuple(dict.fromkeys(origins)),
         cors=cors,
-        forward_credential=reader.value(raw, "forward_credential", _bool, False),
+        forward_credential=reader.value(raw, "forward_credential", parse_bool, False),
         jwt_providers=tuple(reader.items(raw, "jwt_providers", _name)),
         audit=reader.value(raw, "audit", _audit, "all"),
         stale_grace=reader.value(raw, "stale_grace", parse_stale_grace, 0.0),
@@ -752,5 +729,5 @@ def _parse_cors(reader: _Reader, raw_section: object, route_methods: frozenset[s
             headers=tuple(headers),
             expose_headers=tuple(expose) if "expose_headers" in raw else ("X-Request-Id",),
             max_age=int(max_age),
-            credentials=reader.value(raw, "credentials", _bool, False),
+            credentials=reader.value(raw, "credentials", parse_bool, False),
         )

@@ -32,7 +32,16 @@ from gateway.auth_settings import (
     parse_context_signing,
     parse_route_policy,
 )
-from gateway.units import Address, parse_address, parse_duration, parse_network, parse_size
+from gateway.units import (
+    Address,
+    parse_address,
+    parse_bool,
+    parse_duration,
+    parse_network,
+    parse_positive_duration,
+    parse_positive_int,
+    parse_size,
+)
 
 T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -206,18 +215,6 @@ class _Reader:
         return out
 
 
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _positive_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return value
-
-
 def _choice(*choices: str) -> Callable[[object], str]:
     def convert(value: object) -> str:
         if not isinstance(value, str) or value.lower() not in choices:
@@ -247,13 +244,6 @@ def _secret_file(value: object) -> Path:
     return path
 
 
-def _positive_duration(value: object) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"must be more than zero: {value!r}")
-    return seconds
-
-
 def _credentials(reader: _Reader, raw_section: object, environ: Mapping[str, str]) -> CredentialSettings:
     defaults = CredentialSettings()
     allowed = ("kek_file", "cache_size", "cache_ttl", "negative_cache_ttl", "usage_flush_interval")
@@ -275,11 +265,11 @@ def _credentials(reader: _Reader, raw_section: object, environ: Mapping[str, str
         return CredentialSettings(
             kek_file=kek_file,
             kek=kek,
-            cache_size=reader.value(raw, "cache_size", _positive_int, defaults.cache_size),
-            cache_ttl=reader.value(raw, "cache_ttl", _positive_duration, defaults.cache_ttl),
+            cache_size=reader.value(raw, "cache_size", parse_positive_int, defaults.cache_size),
+            cache_ttl=reader.value(raw, "cache_ttl", parse_positive_duration, defaults.cache_ttl),
             negative_cache_ttl=reader.value(raw, "negative_cache_ttl", parse_duration, defaults.negative_cache_ttl),
             usage_flush_interval=reader.value(
-                raw, "usage_flush_interval", _positive_duration, defaults.usage_flush_interval
+                raw, "usage_flush_interval", parse_positive_duration, defaults.usage_flush_interval
             ),
         )
 
@@ -354,12 +344,12 @@ def _route(reader: _Reader, raw_route: object) -> RouteSettings | None:
         name=name,
         prefix=prefix,
         upstream=upstream,
-        strip_prefix=reader.value(raw, "strip_prefix", _bool, False),
-        preserve_host=reader.value(raw, "preserve_host", _bool, False),
+        strip_prefix=reader.value(raw, "strip_prefix", parse_bool, False),
+        preserve_host=reader.value(raw, "preserve_host", parse_bool, False),
         methods=frozenset(methods) if methods else None,
         timeouts=timeouts,
         max_body=reader.value(raw, "max_body", parse_size, DEFAULT_MAX_BODY),
-        websocket=reader.value(raw, "websocket", _bool, True),
+        websocket=reader.value(raw, "websocket", parse_bool, True),
         policy=parse_route_policy(reader, raw, frozenset(methods) if methods else None),
     )
 
@@ -415,7 +405,7 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
     with reader.at("upstream_pool"):
         raw_pool = reader.mapping(data.get("upstream_pool"), ("max_connections", "keepalive_timeout"))
         pool = UpstreamPoolSettings(
-            max_connections=reader.value(raw_pool, "max_connections", _positive_int, 256),
+            max_connections=reader.value(raw_pool, "max_connections", parse_positive_int, 256),
             keepalive_timeout=reader.value(raw_pool, "keepalive_timeout", parse_duration, 30.0),
         )
     with reader.at("log"):
@@ -423,7 +413,7 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         log = LogSettings(
             level=reader.value(raw_log, "level", _choice(*LOG_LEVELS), "info"),
             format=reader.value(raw_log, "format", _choice(*LOG_FORMATS), "json"),
-            access_log=reader.value(raw_log, "access_log", _bool, True),
+            access_log=reader.value(raw_log, "access_log", parse_bool, True),
         )
     with reader.at("admin"):
         raw_admin = reader.mapping(data.get("admin"), ("tokens_file",))
@@ -441,9 +431,11 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         audit_defaults = AuditSettings()
         audit = AuditSettings(
             retention=reader.value(raw_audit, "retention", parse_duration, audit_defaults.retention),
-            buffer=reader.value(raw_audit, "buffer", _positive_int, audit_defaults.buffer),
-            flush_interval=reader.value(raw_audit, "flush_interval", _positive_duration, audit_defaults.flush_interval),
-            batch_size=reader.value(raw_audit, "batch_size", _positive_int, audit_defaults.batch_size),
+            buffer=reader.value(raw_audit, "buffer", parse_positive_int, audit_defaults.buffer),
+            flush_interval=reader.value(
+                raw_audit, "flush_interval", parse_positive_duration, audit_defaults.flush_interval
+            ),
+            batch_size=reader.value(raw_audit, "batch_size", parse_positive_int, audit_defaults.batch_size),
         )
 
     authn = parse_authn(reader, data.get("authn"))

@@ -28,6 +28,38 @@ _SIZE_UNITS = {
 }
 
 
+def parse_bool(value: object) -> bool:
+    """Only YAML booleans: ``yes``, ``"true"`` or 1 are refused, not guessed."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def parse_positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def parse_count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number (0 or more), got {value!r}")
+    return value
+
+
+def parse_text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def parse_positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be more than zero: {value!r}")
+    return seconds
+
+
 def parse_duration(value: object) -> float:
     """``2s``, ``500ms``, ``5m``, ``1h``, ``90d`` or a number of seconds -> seconds."""
     if isinstance(value, bool):

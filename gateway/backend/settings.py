@@ -38,7 +38,14 @@ from urllib.parse import urlsplit
 
 from gateway.backend.client import BackendLimits
 from gateway.backend.decisions import FieldMap
-from gateway.units import parse_duration, parse_size
+from gateway.units import (
+    parse_bool,
+    parse_duration,
+    parse_positive_duration,
+    parse_positive_int,
+    parse_size,
+    parse_text,
+)
 
 if TYPE_CHECKING:
     from gateway.settings import _Reader
@@ -83,19 +90,6 @@ class IntrospectionSettings:
 # -- converters -------------------------------------------------------------------------------
 
 
-def _positive_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return value
-
-
-def _positive_duration(value: object) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"must be more than zero: {value!r}")
-    return seconds
-
-
 def _choice(*choices: str) -> Any:
     def convert(value: object) -> str:
         if not isinstance(value, str) or value.lower() not in choices:
@@ -103,18 +97,6 @@ def _choice(*choices: str) -> Any:
         return value.lower()
 
     return convert
-
-
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {value!r}")
-    return value
 
 
 def http_url(value: object) -> str:
@@ -147,10 +129,10 @@ def parse_backend(reader: _Reader, raw_section: object) -> BackendLimits:
     with reader.at("backend"):
         raw = reader.mapping(raw_section, BACKEND_KEYS)
         return BackendLimits(
-            timeout=reader.value(raw, "timeout", _positive_duration, defaults.timeout),
-            fail_max=reader.value(raw, "fail_max", _positive_int, defaults.fail_max),
-            reset_timeout=reader.value(raw, "reset_timeout", _positive_duration, defaults.reset_timeout),
-            max_concurrent=reader.value(raw, "max_concurrent", _positive_int, defaults.max_concurrent),
+            timeout=reader.value(raw, "timeout", parse_positive_duration, defaults.timeout),
+            fail_max=reader.value(raw, "fail_max", parse_positive_int, defaults.fail_max),
+            reset_timeout=reader.value(raw, "reset_timeout", parse_positive_duration, defaults.reset_timeout),
+            max_concurrent=reader.value(raw, "max_concurrent", parse_positive_int, defaults.max_concurrent),
             queue_timeout=reader.value(raw, "queue_timeout", parse_duration, defaults.queue_timeout),
             max_response=reader.value(raw, "max_response", parse_size, defaults.max_response),
         )
@@ -190,7 +172,7 @@ def parse_introspection(reader: _Reader, raw_section: object) -> IntrospectionSe
         if issuer is not None and protocol == "validate":
             reader.problem("OIDC discovery finds an RFC 7662 endpoint: a validate endpoint needs url", "issuer")
         client_auth = reader.value(raw, "client_auth", _choice(*CLIENT_AUTH), "none")
-        client_id = reader.value(raw, "client_id", _text, None)
+        client_id = reader.value(raw, "client_id", parse_text, None)
         secret_file = reader.value(raw, "client_secret_file", _secret_file, None)
         secret = ""
         if client_auth == "basic" and client_id is None:
@@ -217,8 +199,8 @@ def parse_introspection(reader: _Reader, raw_section: object) -> IntrospectionSe
             client_id=client_id,
             client_secret_file=secret_file,
             client_secret=secret,
-            token_type_hint=reader.value(raw, "token_type_hint", _text, "access_token"),
-            audiences=tuple(reader.items(raw, "audiences", _text)),
+            token_type_hint=reader.value(raw, "token_type_hint", parse_text, "access_token"),
+            audiences=tuple(reader.items(raw, "audiences", parse_text)),
             fields=fields,
             invalid_statuses=frozenset(statuses) if "invalid_statuses" in raw else frozenset({401, 403, 404}),
             cache=_parse_cache(reader, raw.get("cache")),
@@ -271,10 +253,10 @@ def _parse_cache(reader: _Reader, raw_section: object) -> DecisionCacheSettings:
     with reader.at("cache"):
         raw = reader.mapping(raw_section, ("size", "max_ttl", "negative_ttl", "shared"))
         return DecisionCacheSettings(
-            size=reader.value(raw, "size", _positive_int, defaults.size),
-            max_ttl=reader.value(raw, "max_ttl", _positive_duration, defaults.max_ttl),
+            size=reader.value(raw, "size", parse_positive_int, defaults.size),
+            max_ttl=reader.value(raw, "max_ttl", parse_positive_duration, defaults.max_ttl),
             negative_ttl=reader.value(raw, "negative_ttl", parse_duration, defaults.negative_ttl),
-            shared=reader.value(raw, "shared", _bool, defaults.shared),
+            shared=reader.value(raw, "shared", parse_bool, defaults.shared),
         )
 
 
