@@ -7,7 +7,12 @@ identity-header rule that matched, never a raw client-supplied string.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from gateway.settings import HTTP_METHODS
 
@@ -15,6 +20,84 @@ UNMATCHED_ROUTE = "(none)"
 
 AUTH_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _Durations:
+    """One route's latency histogram: per-bucket counts (the last is +Inf) and their sum."""
+
+    __slots__ = ("buckets", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def family_sample(self) -> tuple[list[tuple[str, float]], float]:
+        counts = list(self.buckets)  # a copy: the scrape runs in another thread
+        cumulative, out = 0, []
+        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+            cumulative += count
+            out.append((bound, float(cumulative)))
+        return out, self.total
+
+
+class RequestSeries(Collector):
+    """``gateway_requests_total``, ``gateway_request_duration_seconds`` and
+    ``gateway_upstream_duration_seconds``, updated by the event loop without locks.
+
+    Every update happens on the event loop's thread; a scrape (in an executor
+    thread) reads copies, so a sample may be one request behind, never torn.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._request: dict[str, _Durations] = {}
+        self._upstream: dict[str, _Durations] = {}
+        registry.register(self)
+
+    def observe(self, route: str, method: str, status: int, duration: float | None, upstream: float | None) -> None:
+        key = (route, method, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if duration is not None:
+            durations = self._request.get(route)
+            if durations is None:
+                durations = self._request[route] = _Durations()
+            durations.observe(duration)
+        if upstream is not None:
+            durations = self._upstream.get(route)
+            if durations is None:
+                durations = self._upstream[route] = _Durations()
+            durations.observe(upstream)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "gateway_requests",
+            "Requests answered, by route, method and status code.",
+            labels=["route", "method", "code"],
+        )
+        for (route, method, status), count in self._counts.copy().items():
+            requests.add_metric([route, method, str(status)], float(count))
+        yield requests
+        for name, help_text, series in (
+            (
+                "gateway_request_duration_seconds",
+                "Time from request received to response finished, by route.",
+                self._request,
+            ),
+            (
+                "gateway_upstream_duration_seconds",
+                "Time from forwarding to the upstream until its response headers arrived, by route.",
+                self._upstream,
+            ),
+        ):
+            family = HistogramMetricFamily(name, help_text, labels=["route"])
+            for route, durations in series.copy().items():
+                buckets, total = durations.family_sample()
+                family.add_metric([route], buckets, total)
+            yield family
 
 
 def method_label(method: str) -> str:
@@ -30,26 +113,9 @@ class GatewayMetrics:
             ProcessCollector(registry=registry)  # memory, CPU, open file descriptors
             PlatformCollector(registry=registry)
         self.registry = registry
-        self.requests = Counter(
-            "gateway_requests_total",
-            "Requests answered, by route, method and status code.",
-            ["route", "method", "code"],
-            registry=self.registry,
-        )
-        self.request_duration = Histogram(
-            "gateway_request_duration_seconds",
-            "Time from request received to response finished, by route.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.upstream_duration = Histogram(
-            "gateway_upstream_duration_seconds",
-            "Time from forwarding to the upstream until its response headers arrived, by route.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        # The three per-request series are counted in plain Python and exported at scrape time:
+        # prometheus-client's children take a lock per update, five updates per request.
+        self.request_series = RequestSeries(registry=self.registry)
         self.in_flight = Gauge(
             "gateway_requests_in_flight",
             "Requests being handled right now.",
@@ -86,30 +152,14 @@ class GatewayMetrics:
             ["method"],
             registry=self.registry,
         )
-        self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._auth_children: dict[tuple[str, str, str, str, str], Counter] = {}
         self._auth_duration_children: dict[str, Histogram] = {}
-        self._duration_children: dict[str, tuple[Histogram, Histogram]] = {}
 
     def observe_request(
         self, route: str, method: str, status: int, duration: float | None, upstream: float | None
     ) -> None:
         """Count one answered request; ``duration`` None leaves the latency histogram alone (WebSockets)."""
-        key = (route, method if method in HTTP_METHODS else "OTHER", status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.requests.labels(key[0], key[1], str(status))
-        counter.inc()
-        histograms = self._duration_children.get(route)
-        if histograms is None:
-            histograms = self._duration_children[route] = (
-                self.request_duration.labels(route),
-                self.upstream_duration.labels(route),
-            )
-        if duration is not None:
-            histograms[0].observe(duration)
-        if upstream is not None:
-            histograms[1].observe(upstream)
+        self.request_series.observe(route, method if method in HTTP_METHODS else "OTHER", status, duration, upstream)
 
     def observe_auth(self, route: str, method: str, result: str, reason: str, mode: str, duration: float) -> None:
         """Count one policy decision (labels are bounded: configured names and stable reason codes)."""
