@@ -61,20 +61,22 @@ async def audit(session: Session) -> None:
     result = flag("--result", args.result, _result)
     if args.limit < 1:
         raise ValueError(f"--limit: must be at least 1, got {args.limit}")
+    stop = asyncio.Event()
+    if args.follow:
+        # Before the backlog is printed: a SIGTERM right after the first lines must end the command cleanly.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     events = await session.admin.query_audit(
         since=since, until=until, principal=args.principal, result=result, limit=args.limit, newest_first=True
     )
     events.reverse()  # the newest N, printed oldest first: like tail
     _emit(session, events, header=True)
     if args.follow:
-        await _follow(session, events, result)
+        await _follow(session, events, result, stop)
 
 
-async def _follow(session: Session, shown: list[AuditEvent], result: AuditResult | None) -> None:
+async def _follow(session: Session, shown: list[AuditEvent], result: AuditResult | None, stop: asyncio.Event) -> None:
     """Poll for new events until Ctrl-C or SIGTERM (both end the command normally, exit 0)."""
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
     last = shown[-1].time if shown else session.admin.now()
     seen = {event.event_id for event in shown if event.time == last}
     try:
