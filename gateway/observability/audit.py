@@ -6,7 +6,10 @@
                           (no I/O, no await)                     or when batch_size wait
 
 - :meth:`AuditTrail.record` appends to memory and returns: the request never waits
-  for the store.
+  for the store. The pipeline reports its decisions with :meth:`AuditTrail.record_decision`:
+  a plain tuple of the decision's fields (:data:`Decision`), turned into an
+  :class:`~gateway.credentials.audit.AuditEvent` (with its time and id) only when its
+  batch is written, so a request pays for one tuple, not for an event object.
 - The buffer is bounded (``buffer`` events). When it is full, the **oldest
   successes** are dropped first; denials, would-be denials and admin actions are
   dropped only when the buffer holds nothing else (memory stays bounded even when
@@ -28,11 +31,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -50,11 +54,48 @@ PRUNE_INTERVAL = 3600.0
 CLOSE_TIMEOUT = 5.0
 _DROP_LOG_INTERVAL = 10.0
 
-_Entry = tuple[int, AuditEvent]  # (arrival order, event)
+# One decision of the pipeline, as reported on the request path (see AuditTrail.record_decision):
+#   (time_ns, result, reason, request_id, route, method, credential_kind, credential_id,
+#    principal, tenant, client_ip, user_agent, detail)
+Decision = tuple[int, AuditResult, str, str, str, str, str, str, str, str, str, str, str]
+_Entry = tuple[int, AuditResult, AuditEvent | Decision]  # (arrival order, result, event or decision)
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def decision_event(decision: Decision) -> AuditEvent:
+    """The audit event of a reported decision.
+
+    Its time is when the decision was reported (to the microsecond), its id the audit id
+    format (16 hex digits of those nanoseconds, 8 more to tell apart events of the same
+    instant) without a system call for randomness: the id orders and distinguishes, it
+    protects nothing.
+    """
+    ns, result, reason, request_id, route, method, kind, credential_id, principal, tenant, ip, agent, detail = decision
+    return AuditEvent(
+        time=_EPOCH + timedelta(microseconds=ns // 1000),
+        result=result,
+        reason=reason,
+        request_id=request_id,
+        route=route,
+        method=method,
+        credential_kind=kind,
+        credential_id=credential_id,
+        principal=principal,
+        tenant=tenant,
+        client_ip=ip,
+        user_agent=agent,
+        detail=detail,
+        event_id=f"{ns:016x}{random.getrandbits(32):08x}",
+    )
+
+
+def _event(item: AuditEvent | Decision) -> AuditEvent:
+    return item if isinstance(item, AuditEvent) else decision_event(item)
 
 
 class AuditSink(Protocol):
-    """Where the pipeline reports authentication decisions; ``record`` must not block."""
+    """Where audit events are reported (the admin API's refusals); ``record`` must not block."""
 
     def record(self, event: AuditEvent) -> None: ...
 
@@ -81,6 +122,7 @@ class AuditMetrics:
         self.pruned = Counter(
             "gateway_audit_events_pruned_total", "Audit events deleted by retention.", registry=registry
         )
+        # Read at scrape time (the trail sets its function): not updated per event.
         self.buffered = Gauge("gateway_audit_events_buffered", "Audit events waiting to be written.", registry=registry)
         # Children created up front: the label set is bounded and record() stays cheap.
         self.dropped_by_result = {result: self.dropped.labels(result.value) for result in AuditResult}
@@ -121,6 +163,7 @@ class AuditTrail:
         self._flush_lock = asyncio.Lock()
         self._last_drop_log = 0.0
         self._unlogged_drops = 0
+        self.metrics.buffered.set_function(lambda: self.pending)
 
     @property
     def stopping(self) -> bool:
@@ -133,12 +176,20 @@ class AuditTrail:
     # -- the request path --------------------------------------------------------------------
     def record(self, event: AuditEvent) -> None:
         """Queue ``event`` for the next batch. Never blocks, never raises for a full buffer."""
+        self._queue(event.result, event)
+
+    def record_decision(self, decision: Decision) -> None:
+        """Queue a pipeline decision (:data:`Decision`) like :meth:`record`; its event is built when written."""
+        self._queue(decision[1], decision)
+
+    def _queue(self, result: AuditResult, item: AuditEvent | Decision) -> None:
         self._arrivals += 1
-        (self._successes if event.result is AuditResult.ALLOW else self._kept).append((self._arrivals, event))
-        if self.pending > self.capacity:
+        (self._successes if result is AuditResult.ALLOW else self._kept).append((self._arrivals, result, item))
+        pending = len(self._successes) + len(self._kept)
+        if pending > self.capacity:
             self._shed()
-        self.metrics.buffered.set(self.pending)
-        if self.pending >= self.batch_size:
+            pending = self.capacity
+        if pending >= self.batch_size:
             self._wake.set()
 
     async def record_now(self, event: AuditEvent) -> None:
@@ -154,13 +205,13 @@ class AuditTrail:
     def _shed(self) -> None:
         """Drop events until the buffer fits: the oldest successes first, then the oldest of the rest."""
         while self.pending > self.capacity:
-            _, event = self._successes.popleft() if self._successes else self._kept.popleft()
-            self.dropped[event.result] += 1
-            self.metrics.dropped_by_result[event.result].inc()
+            _, result, _ = self._successes.popleft() if self._successes else self._kept.popleft()
+            self.dropped[result] += 1
+            self.metrics.dropped_by_result[result].inc()
             self._unlogged_drops += 1
-            if event.result is not AuditResult.ALLOW:
+            if result is not AuditResult.ALLOW:
                 # Only reached when the buffer holds nothing but failures and admin actions.
-                log.error("audit buffer full of denials: dropped one", extra={"result": event.result.value})
+                log.error("audit buffer full of denials: dropped one", extra={"result": result.value})
         now = time.monotonic()
         if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
             log.warning(
@@ -185,10 +236,9 @@ class AuditTrail:
     def _put_back(self, batch: list[_Entry]) -> None:
         """Return a batch the store refused to the front of the buffer (it is older than the rest)."""
         for entry in reversed(batch):
-            (self._successes if entry[1].result is AuditResult.ALLOW else self._kept).appendleft(entry)
+            (self._successes if entry[1] is AuditResult.ALLOW else self._kept).appendleft(entry)
         if self.pending > self.capacity:
             self._shed()
-        self.metrics.buffered.set(self.pending)
 
     async def flush(self) -> int:
         """Write the events buffered now, in batches; returns how many were written.
@@ -199,17 +249,20 @@ class AuditTrail:
             remaining, written = self.pending, 0
             while remaining > 0 and self.pending:
                 batch = self._take(min(self.batch_size, remaining))
+                events = [_event(item) for _, _, item in batch]
                 try:
-                    await self.store.append_audit([event for _, event in batch])
+                    await self.store.append_audit(events)
                 except BaseException as exc:  # cancelled too: a duplicate beats a lost audit event
-                    self._put_back(batch)
+                    # Put back as built: a retried event keeps its id (a duplicate can be told from another).
+                    self._put_back(
+                        [(arrival, result, event) for (arrival, result, _), event in zip(batch, events, strict=True)]
+                    )
                     if isinstance(exc, StoreError):
                         self.metrics.write_failures.inc()
                     raise
                 remaining -= len(batch)
                 written += len(batch)
                 self.metrics.written.inc(len(batch))
-                self.metrics.buffered.set(self.pending)
             return written
 
     async def prune(self) -> int:

@@ -28,17 +28,15 @@ logged with its precise reason and operator detail.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import Final, Protocol
 
 from aiohttp import web
 
 from gateway.auth_settings import CorsSettings, PolicySettings
-from gateway.credentials.audit import AuditEvent, AuditResult
+from gateway.credentials.audit import AuditResult
+from gateway.observability.audit import Decision
 from gateway.observability.metrics import GatewayMetrics
 from gateway.pipeline.authz.ip import IpAuthorizer
 from gateway.pipeline.authz.origin import OriginAuthorizer
@@ -71,15 +69,14 @@ SIGNATURE_HEADERS: Final = (
 
 
 class AuditSink(Protocol):
-    """Where decisions are reported (the runtime's :class:`~gateway.observability.audit.AuditTrail`)."""
+    """Where decisions are reported (the runtime's :class:`~gateway.observability.audit.AuditTrail`).
 
-    def record(self, event: AuditEvent) -> None: ...
+    ``record_decision`` takes the decision as a plain tuple (see
+    :data:`~gateway.observability.audit.Decision`) and must not block: the event
+    object, its id and its store row are built later, off the request.
+    """
 
-
-def _event_id() -> str:
-    """The audit id format (16 hex digits of nanoseconds, 8 more to tell apart events of the same instant),
-    without a system call for randomness per request: the id orders and distinguishes, it protects nothing."""
-    return f"{time.time_ns():016x}{random.getrandbits(32):08x}"
+    def record_decision(self, decision: Decision) -> None: ...
 
 
 class CorsPolicy:
@@ -264,16 +261,17 @@ class RoutePolicy:
         duration: float,
     ) -> None:
         principal = state.principal
-        if error is not None:
-            reason = error.reason
-        else:
+        method = state.method
+        if error is None:
             reason = ALLOWED if principal is not None else ANONYMOUS
-        self.metrics.observe_auth(self.route, state.method, result.value, reason, self.mode, duration)
-        credential_kind = (
-            principal.credential_kind if principal is not None else (state.method if state.method != NO_METHOD else "")
-        )
-        credential_id = principal.credential_id if principal is not None else ""
-        if error is not None:
+            # AuditResult is a StrEnum: the member is its label value.
+            self.metrics.observe_auth(self.route, method, result, reason, self.mode, duration)
+            if self.audit is None or not self.audit_allowed:
+                return
+            detail = method
+        else:
+            reason = error.reason
+            self.metrics.observe_auth(self.route, method, result, reason, self.mode, duration)
             log.info(
                 "auth denied" if result is AuditResult.DENY else "auth would deny",
                 extra={
@@ -281,29 +279,39 @@ class RoutePolicy:
                     "mode": self.mode,
                     "reason": reason,
                     "status": error.status,
-                    "auth_method": state.method,
+                    "auth_method": method,
                     "detail": error.log_detail,
                     "client_ip": client_ip,
                     "principal": principal.subject if principal is not None else None,
-                    "credential_id": credential_id or None,
+                    "credential_id": (principal.credential_id or None) if principal is not None else None,
                 },
             )
-        if self.audit is not None and (error is not None or self.audit_allowed):
-            self.audit.record(
-                AuditEvent(
-                    time=datetime.now(UTC),
-                    result=result,
-                    reason=reason,
-                    request_id=request_id,
-                    route=self.route,
-                    method=request.method,
-                    credential_kind=credential_kind,
-                    credential_id=credential_id,
-                    principal=principal.subject if principal is not None else "",
-                    tenant=(principal.tenant or "") if principal is not None else "",
-                    client_ip=client_ip,
-                    user_agent=request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
-                    detail=state.method if error is None else f"{state.method}: {error.log_detail}"[:500],
-                    event_id=_event_id(),
-                )
+            if self.audit is None:
+                return
+            detail = f"{method}: {error.log_detail}"[:500]
+        if principal is not None:
+            kind, credential_id, subject, tenant = (
+                principal.credential_kind,
+                principal.credential_id,
+                principal.subject,
+                principal.tenant or "",
             )
+        else:
+            kind, credential_id, subject, tenant = (method if method != NO_METHOD else ""), "", "", ""
+        self.audit.record_decision(
+            (
+                time_ns(),
+                result,
+                reason,
+                request_id,
+                self.route,
+                request.method,
+                kind,
+                credential_id,
+                subject,
+                tenant,
+                client_ip,
+                request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
+                detail,
+            )
+        )
