@@ -48,6 +48,7 @@ from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UpstreamTi
 from gateway.observability.access import AccessLog
 from gateway.observability.logging import request_id_var
 from gateway.observability.metrics import UNMATCHED_ROUTE, GatewayMetrics
+from gateway.pipeline.authn.derived import PerRecord
 from gateway.pipeline.base import Principal
 from gateway.pipeline.policy import AuthOutcome, RoutePolicy
 from gateway.routing import Route, RouteTable
@@ -112,6 +113,7 @@ class Gateway:
         self.auth: AuthAssembly | None = None
         self.policies: dict[str, RoutePolicy] = {}
         self._request_skips: dict[str, frozenset[str]] = {}
+        self._context_headers = PerRecord(_context_headers)  # per principal: built once, not per request
         signing = settings.context_signing
         self._context_key = signing.key if signing.enabled else None
         self._context_key_id = signing.key_id
@@ -356,7 +358,8 @@ class Gateway:
             out["Forwarded"] = forwarded_pair(peer, scheme, host)
         out[REQUEST_ID_HEADER] = request_id
         if outcome is not None and outcome.principal is not None:
-            _add_context(out, outcome.principal)
+            for name, value in self._context_headers.of(outcome.principal):
+                out[name] = value  # replaces: client-sent copies were stripped by the identity rules, if listed
         if self._context_key is not None:
             values = {name: out.get(name, "") for name in ctx.CONTEXT_HEADERS}
             target = url[len(route.origin) :]
@@ -457,13 +460,14 @@ def _header_value(value: str) -> str:
     return quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
 
 
-def _add_context(out: CIMultiDict[str], principal: Principal) -> None:
-    """The trusted context headers (client-sent copies were stripped by the identity rules)."""
-    out[ctx.USER_ID] = _header_value(principal.subject)
+def _context_headers(principal: Principal) -> tuple[tuple[str, str], ...]:
+    """The trusted context headers of a principal, as (name, value) pairs."""
+    headers = [(ctx.USER_ID, _header_value(principal.subject))]
     if principal.tenant:
-        out[ctx.TENANT_ID] = _header_value(principal.tenant)
+        headers.append((ctx.TENANT_ID, _header_value(principal.tenant)))
     if principal.service_id:
-        out[ctx.SERVICE_ID] = principal.service_id
-    out[ctx.AUTH_METHOD] = principal.method
+        headers.append((ctx.SERVICE_ID, principal.service_id))
+    headers.append((ctx.AUTH_METHOD, principal.method))
     if principal.scopes:
-        out[ctx.AUTH_SCOPES] = _header_value(" ".join(sorted(principal.scopes)))
+        headers.append((ctx.AUTH_SCOPES, _header_value(" ".join(sorted(principal.scopes)))))
+    return tuple(headers)

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from gateway.credentials.encryption import SecretBox
 from gateway.credentials.errors import CredentialError
@@ -43,6 +44,8 @@ from gateway.store.errors import StoreError
 from gateway.store.usage import UsageRecorder
 
 log = logging.getLogger("gateway.auth.store")
+
+V = TypeVar("V")
 
 RETRY_AFTER: Final = 5.0
 MAX_DERIVED: Final = 10_000  # converted records kept; the cache bounds the records themselves
@@ -74,6 +77,40 @@ class _Derived:
         self._values[key] = (record, value)
 
 
+class _Windows(Generic[V]):
+    """What was derived from a cached record (or a service's list of records) at one moment, reused while
+    the cache returns the very same object and no ``not_before`` or ``expires`` of it has come since:
+    which keys are usable cannot change in between (a revocation is a new record object)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        # key -> (source object, computed at, good until, value); Unix seconds
+        self._values: dict[str, tuple[object, float, float, V]] = {}
+
+    def get(self, key: str, source: object, now: float) -> tuple[V] | None:
+        """``(value,)`` if it still holds at ``now``, else ``None``."""
+        found = self._values.get(key)
+        if found is not None and found[0] is source and found[1] <= now < found[2]:
+            return (found[3],)
+        return None
+
+    def put(self, key: str, source: object, computed_at: float, until: float, value: V) -> None:
+        if len(self._values) >= MAX_DERIVED:
+            self._values.clear()
+        self._values[key] = (source, computed_at, until, value)
+
+
+def _next_change(records: Iterable[ServiceKey], moment: datetime) -> float:
+    """The first ``not_before`` or ``expires`` of ``records`` after ``moment`` (Unix seconds; inf: none)."""
+    until = math.inf
+    for record in records:
+        for edge in (record.not_before, record.expires):
+            if edge is not None and edge > moment:
+                until = min(until, edge.timestamp())
+    return until
+
+
 class StoreServiceKeys:
     """:class:`~gateway.pipeline.sources.ServiceKeySource` over the store: HMAC secrets decrypted once.
 
@@ -101,6 +138,8 @@ class StoreServiceKeys:
         self.miss_interval = miss_interval
         self.clock = clock
         self._derived = _Derived()
+        self._usable_lists: _Windows[tuple[VerificationKey, ...]] = _Windows()  # by service id
+        self._usable_keys: _Windows[VerificationKey | None] = _Windows()  # by RFC 9421 keyid
         self._index: dict[str, set[str]] | None = None
         self._index_loaded_at = float("-inf")
         self._index_task: asyncio.Task[None] | None = None
@@ -127,13 +166,14 @@ class StoreServiceKeys:
             records = await self.cache.service_keys(service_id)
         except StoreError as exc:
             raise _unavailable(exc, f"keys of service {service_id}") from None
-        now = datetime.now(UTC)
-        keys = []
-        for record in records:
-            if record.usable_at(now):
-                key = self._verification_key(record)
-                if key is not None:
-                    keys.append(key)
+        now = time.time()
+        found = self._usable_lists.get(service_id, records, now)
+        if found is not None:
+            return found[0]
+        moment = datetime.fromtimestamp(now, UTC)
+        usable = (self._verification_key(record) for record in records if record.usable_at(moment))
+        keys = tuple(key for key in usable if key is not None)
+        self._usable_lists.put(service_id, records, now, _next_change(records, moment), keys)
         return keys
 
     async def key_by_id(self, key_id: str) -> VerificationKey | None:
@@ -150,9 +190,16 @@ class StoreServiceKeys:
                 record = await self.cache.service_key(next(iter(services)), key_id)
         except StoreError as exc:
             raise _unavailable(exc, f"key {key_id}") from None
-        if record is None or not record.usable_at(datetime.now(UTC)):
+        if record is None:
             return None
-        return self._verification_key(record)
+        now = time.time()
+        found_key = self._usable_keys.get(key_id, record, now)
+        if found_key is not None:
+            return found_key[0]
+        moment = datetime.fromtimestamp(now, UTC)
+        key = self._verification_key(record) if record.usable_at(moment) else None
+        self._usable_keys.put(key_id, record, now, _next_change((record,), moment), key)
+        return key
 
     # -- derivation --------------------------------------------------------------------------
     def _verification_key(self, record: ServiceKey) -> VerificationKey | None:

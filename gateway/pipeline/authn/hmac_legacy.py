@@ -19,7 +19,6 @@ services should use.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import re
@@ -27,7 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from gateway.pipeline.base import AuthError, AuthMethod, CredentialKind, Principal, RequestView, service_subject
+from gateway.pipeline.authn.derived import KeyedHmacs, ServicePrincipals
+from gateway.pipeline.base import AuthError, AuthMethod, Principal, RequestView
 from gateway.pipeline.sources import KeyAlgorithm, NonceStore, ServiceKeySource, VerificationKey
 
 SERVICE_ID_HEADER: Final = "X-Service-ID"
@@ -36,14 +36,29 @@ TIMESTAMP_HEADER: Final = "X-Service-Timestamp"
 DEFAULT_WINDOW: Final = 300.0
 
 _SERVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_MAX_TIMESTAMP_DIGITS: Final = 12
 _CHALLENGE: Final = 'ServiceSignature realm="gateway"'
 
 
 def legacy_message(service_id: str, method: str, path: str, timestamp: str) -> bytes:
     """The signed message; ``path`` is the raw request path without the query string."""
     return f"{service_id}:{method}:{path}:{timestamp}".encode()
+
+
+def _signature_bytes(signature: str) -> bytes | None:
+    """The 32 bytes of 64 hex digits (either case), else ``None``."""
+    if len(signature) != 64 or not signature.isascii():
+        return None
+    try:
+        raw = bytes.fromhex(signature)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None  # fromhex skips spaces: 64 characters must make 32 bytes
+
+
+def _is_timestamp(text: str) -> bool:
+    """Unix seconds: 1 to 12 ASCII digits."""
+    return 0 < len(text) <= _MAX_TIMESTAMP_DIGITS and text.isascii() and text.isdigit()
 
 
 class LegacyHmacAuthenticator:
@@ -76,6 +91,8 @@ class LegacyHmacAuthenticator:
         # Only set when replay protection is on: its presence is the switch on the hot path.
         self.nonces = nonces if replay_protection else None
         self.clock = clock
+        self._hmacs = KeyedHmacs()
+        self._principals = ServicePrincipals(AuthMethod.HMAC_LEGACY)
 
     def _fail(self, reason: str, log_detail: str) -> AuthError:
         return AuthError(reason, log_detail=log_detail, www_authenticate=_CHALLENGE)
@@ -100,9 +117,10 @@ class LegacyHmacAuthenticator:
             raise self._fail("hmac.malformed", f"missing {', '.join(missing)}")
         if not _SERVICE_ID.fullmatch(service_id):
             raise self._fail("hmac.malformed", "X-Service-ID is not a service id")
-        if not _SIGNATURE.fullmatch(signature):
+        presented = _signature_bytes(signature)
+        if presented is None:
             raise self._fail("hmac.malformed", "X-Service-Signature is not 64 hex characters")
-        if not _TIMESTAMP.fullmatch(timestamp):
+        if not _is_timestamp(timestamp):
             raise self._fail("hmac.malformed", "X-Service-Timestamp is not Unix seconds")
 
         now = self.clock()
@@ -116,11 +134,9 @@ class LegacyHmacAuthenticator:
 
         path = request.raw_path.partition("?")[0]
         message = legacy_message(service_id, request.method, path, timestamp)
-        presented = signature.lower().encode("ascii")
         matched: VerificationKey | None = None
         for key in candidates:
-            expected = hmac.new(key.material, message, hashlib.sha256).hexdigest().encode("ascii")
-            if hmac.compare_digest(expected, presented):
+            if hmac.compare_digest(self._hmacs.digest(key.material, message), presented):
                 matched = key
                 break
         if matched is None:
@@ -134,16 +150,7 @@ class LegacyHmacAuthenticator:
             if not await self.nonces.claim(f"hmac:{service_id}", signature.lower(), ttl):
                 raise self._fail("hmac.replay", f"service {service_id}: signature already used (key {matched.key_id})")
 
-        return Principal(
-            subject=service_subject(service_id),
-            method=AuthMethod.HMAC_LEGACY,
-            credential_kind=CredentialKind.SERVICE_KEY,
-            credential_id=matched.key_id,
-            tenant=matched.tenant,
-            scopes=matched.scopes,
-            service_id=service_id,
-            expires_at=matched.expires_at,
-        )
+        return self._principals.of(matched)
 
 
 def _usable(key: VerificationKey, now: float) -> bool:

@@ -34,25 +34,26 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import http_sf
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from gateway.pipeline.authn.derived import KeyedHmacs, ServicePrincipals
 from gateway.pipeline.authn.signature_base import (
     ComponentId,
+    Coverage,
     DigestMismatch,
     MessageParts,
     SfItem,
     SignatureBaseError,
     component_identity,
     parse_component_ids,
-    signature_base,
     verify_content_digest,
 )
-from gateway.pipeline.base import AuthError, AuthMethod, CredentialKind, Principal, RequestView, service_subject
+from gateway.pipeline.base import AuthError, AuthMethod, Principal, RequestView
 from gateway.pipeline.sources import KeyAlgorithm, NonceStore, ServiceKeySource, VerificationKey
 
 DEFAULT_REQUIRED_COMPONENTS: Final = ("@method", "@authority", "@path", "@query")
@@ -61,6 +62,7 @@ DEFAULT_CLOCK_SKEW: Final = 30.0
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 MAX_FIELD_BYTES: Final = 8192
 MAX_NONCE_LENGTH: Final = 256
+MAX_COVERAGES: Final = 1024  # distinct lists of covered components remembered (clients sign alike)
 
 _CHALLENGE: Final = 'Signature realm="gateway"'
 _PARAMETER_TYPES: Final[dict[str, type]] = {
@@ -71,7 +73,6 @@ _PARAMETER_TYPES: Final[dict[str, type]] = {
     "nonce": str,
     "tag": str,
 }
-_CONTENT_DIGEST: Final = "content-digest"
 
 # The shape nearly every signer sends (one signature; plain component names; Integer and
 # String parameters without escapes), matched by regular expressions instead of the general
@@ -86,8 +87,19 @@ _FAST_PARAM = re.compile(rf';({_SF_KEY})=(?:(-?[0-9]{{1,15}})|"([ !#-\[\]-~]*)")
 _FAST_SIGNATURE = re.compile(rf"({_SF_KEY})=:([A-Za-z0-9+/]*={{0,2}}):")
 
 
-def fast_parse(signature_input: str, signature: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Both fields as ``http_sf.parse(..., tltype="dictionary")`` would return them, or ``None`` (use http_sf)."""
+class FastFields(NamedTuple):
+    """One signature in the common shape: its label, the text of its component list, its parameters,
+    and the Signature member's label and bytes."""
+
+    label: str
+    components: str  # '"@method" "@path"': plain names, one space apart
+    params: dict[str, Any]
+    signature_label: str
+    signature: bytes
+
+
+def fast_fields(signature_input: str, signature: str) -> FastFields | None:
+    """Both fields in the common shape, parsed with regular expressions, or ``None`` (use http_sf)."""
     found_input = _FAST_INPUT.fullmatch(signature_input)
     found_signature = _FAST_SIGNATURE.fullmatch(signature)
     if found_input is None or found_signature is None:
@@ -101,11 +113,21 @@ def fast_parse(signature_input: str, signature: str) -> tuple[dict[str, Any], di
         value = base64.b64decode(found_signature.group(2), validate=True)
     except (binascii.Error, ValueError):
         return None
-    names = found_input.group(2)
-    components: list[SfItem] = [(name[1:-1], {}) for name in names.split(" ")] if names else []
+    return FastFields(found_input.group(1), found_input.group(2), params, found_signature.group(1), value)
+
+
+def _components(names: str) -> list[SfItem]:
+    return [(name[1:-1], {}) for name in names.split(" ")] if names else []
+
+
+def fast_parse(signature_input: str, signature: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Both fields as ``http_sf.parse(..., tltype="dictionary")`` would return them, or ``None`` (use http_sf)."""
+    fast = fast_fields(signature_input, signature)
+    if fast is None:
+        return None
     return (
-        {found_input.group(1): (components, params)},
-        {found_signature.group(1): (value, {})},
+        {fast.label: (_components(fast.components), fast.params)},
+        {fast.signature_label: (fast.signature, {})},
     )
 
 
@@ -158,6 +180,9 @@ class HttpSignatureAuthenticator:
         self.tag = tag
         self.clock = clock
         self._public_keys: dict[bytes, Ed25519PublicKey] = {}
+        self._coverages: dict[str, Coverage] = {}  # by the text of a common-shape component list
+        self._hmacs = KeyedHmacs()
+        self._principals = ServicePrincipals(AuthMethod.HTTP_SIGNATURE)
 
     def _fail(self, reason: str, log_detail: str) -> AuthError:
         return AuthError(reason, log_detail=log_detail, www_authenticate=_CHALLENGE)
@@ -173,13 +198,12 @@ class HttpSignatureAuthenticator:
         selected = self._select(inputs, signatures)
         if selected is None:
             return None  # signatures for someone else (another tag)
-        label, covered, params, signature = selected
+        label, coverage, params, signature = selected
         keyid: str = params["keyid"]
 
         now = self.clock()
         expires_at = self._check_times(label, params, now)
-        covered_ids = {component_identity(item) for item in covered}
-        self._check_coverage(request, label, covered_ids)
+        self._check_coverage(request, label, coverage)
         nonce: str | None = params.get("nonce")
         if nonce is None and self.require_nonce:
             raise self._fail("httpsig.nonce_missing", f"signature {label!r} has no nonce")
@@ -193,13 +217,13 @@ class HttpSignatureAuthenticator:
         req = request.request
         parts = MessageParts(req.method, req.scheme, req.host, req.raw_path, headers)
         try:
-            base = signature_base(parts, covered, params)
+            base = coverage.base(parts, params)
         except SignatureBaseError as exc:
             raise self._fail("httpsig.malformed", f"signature {label!r}: {exc}") from None
         if not self._verify(key, base, signature):
             raise self._fail("httpsig.bad_signature", f"signature {label!r} does not verify with key {keyid!r}")
 
-        if any(name == _CONTENT_DIGEST for name, _ in covered_ids):
+        if coverage.digest:
             body = await request.read_body(self.max_body)
             try:
                 verify_content_digest(", ".join(headers.getall("Content-Digest")), body)
@@ -213,34 +237,25 @@ class HttpSignatureAuthenticator:
             if not await self.nonces.claim(f"httpsig:{keyid}", nonce, ttl):
                 raise self._fail("httpsig.replay", f"key {keyid!r}: nonce already used")
 
-        return Principal(
-            subject=service_subject(key.service_id),
-            method=AuthMethod.HTTP_SIGNATURE,
-            credential_kind=CredentialKind.SERVICE_KEY,
-            credential_id=key.key_id,
-            tenant=key.tenant,
-            scopes=key.scopes,
-            service_id=key.service_id,
-            expires_at=key.expires_at,
-        )
+        return self._principals.of(key)
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _select(
-        self, inputs: list[str], signatures: list[str]
-    ) -> tuple[str, list[SfItem], dict[str, Any], bytes] | None:
-        """Parse both fields and pick this gateway's signature: (label, covered, params, signature bytes)."""
+    def _select(self, inputs: list[str], signatures: list[str]) -> tuple[str, Coverage, dict[str, Any], bytes] | None:
+        """Parse both fields and pick this gateway's signature: (label, coverage, params, signature bytes)."""
+        if len(inputs) == 1 and len(signatures) == 1:
+            if len(inputs[0]) + len(signatures[0]) > MAX_FIELD_BYTES:
+                raise self._fail("httpsig.malformed", "signature fields too large")
+            fast = fast_fields(inputs[0], signatures[0])
+            if fast is not None:
+                return self._select_fast(fast)
         input_text = ", ".join(inputs)
         signature_text = ", ".join(signatures)
         if len(input_text) + len(signature_text) > MAX_FIELD_BYTES:
             raise self._fail("httpsig.malformed", "signature fields too large")
         parsed_inputs: Any
         parsed_signatures: Any
-        fast = fast_parse(inputs[0], signatures[0]) if len(inputs) == 1 and len(signatures) == 1 else None
-        if fast is not None:
-            parsed_inputs, parsed_signatures = fast
-        else:
-            parsed_inputs, parsed_signatures = self._parse_fields(input_text, signature_text)
+        parsed_inputs, parsed_signatures = self._parse_fields(input_text, signature_text)
         if not isinstance(parsed_inputs, dict) or not isinstance(parsed_signatures, dict) or not parsed_inputs:
             raise self._fail("httpsig.malformed", "empty signature fields")
         for label, (member, params) in parsed_inputs.items():
@@ -248,29 +263,52 @@ class HttpSignatureAuthenticator:
                 continue
             if not isinstance(member, list):
                 raise self._fail("httpsig.malformed", f"Signature-Input {label!r} is not an Inner List")
-            for name, value in params.items():
-                expected = _PARAMETER_TYPES.get(name)
-                if expected is None:
-                    raise self._fail("httpsig.malformed", f"signature {label!r}: unknown parameter {name!r}")
-                if type(value) is not expected:  # bool is an int subclass: compare types exactly
-                    raise self._fail("httpsig.malformed", f"signature {label!r}: parameter {name!r} has the wrong type")
-            if "keyid" not in params:
-                raise self._fail("httpsig.malformed", f"signature {label!r} has no keyid")
-            if len(params.get("nonce", "")) > MAX_NONCE_LENGTH:
-                raise self._fail("httpsig.malformed", f"signature {label!r}: nonce too long")
-            seen: set[ComponentId] = set()
-            for item in member:
-                if not isinstance(item[0], str):
-                    raise self._fail("httpsig.malformed", f"signature {label!r}: component ids must be Strings")
-                identity = component_identity(item)
-                if identity in seen:
-                    raise self._fail("httpsig.malformed", f"signature {label!r} covers {item[0]!r} twice")
-                seen.add(identity)
+            self._check_parameters(label, params)
+            coverage = self._coverage(label, member)
             signature = parsed_signatures.get(label)
             if signature is None or not isinstance(signature[0], bytes):
                 raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
-            return label, member, params, signature[0]
+            return label, coverage, params, signature[0]
         return None
+
+    def _select_fast(self, fast: FastFields) -> tuple[str, Coverage, dict[str, Any], bytes] | None:
+        """The checks of the general path for one signature in the common shape (same order, same reasons)."""
+        label, params = fast.label, fast.params
+        if self.tag is not None and params.get("tag") != self.tag:
+            return None
+        self._check_parameters(label, params)
+        coverage = self._coverages.get(fast.components)
+        if coverage is None:
+            coverage = self._coverage(label, _components(fast.components))
+            if len(self._coverages) >= MAX_COVERAGES:
+                self._coverages.clear()
+            self._coverages[fast.components] = coverage  # only a list without duplicates gets here
+        if fast.signature_label != label:
+            raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
+        return label, coverage, params, fast.signature
+
+    def _check_parameters(self, label: str, params: dict[str, Any]) -> None:
+        for name, value in params.items():
+            expected = _PARAMETER_TYPES.get(name)
+            if expected is None:
+                raise self._fail("httpsig.malformed", f"signature {label!r}: unknown parameter {name!r}")
+            if type(value) is not expected:  # bool is an int subclass: compare types exactly
+                raise self._fail("httpsig.malformed", f"signature {label!r}: parameter {name!r} has the wrong type")
+        if "keyid" not in params:
+            raise self._fail("httpsig.malformed", f"signature {label!r} has no keyid")
+        if len(params.get("nonce", "")) > MAX_NONCE_LENGTH:
+            raise self._fail("httpsig.malformed", f"signature {label!r}: nonce too long")
+
+    def _coverage(self, label: str, member: list[SfItem]) -> Coverage:
+        seen: set[ComponentId] = set()
+        for item in member:
+            if not isinstance(item[0], str):
+                raise self._fail("httpsig.malformed", f"signature {label!r}: component ids must be Strings")
+            identity = component_identity(item)
+            if identity in seen:
+                raise self._fail("httpsig.malformed", f"signature {label!r} covers {item[0]!r} twice")
+            seen.add(identity)
+        return Coverage(member)
 
     def _parse_fields(self, input_text: str, signature_text: str) -> tuple[Any, Any]:
         try:
@@ -301,21 +339,16 @@ class HttpSignatureAuthenticator:
             raise self._fail("httpsig.expired", f"signature {label!r} created {now - created:.0f}s ago")
         return float(valid_until)
 
-    def _check_coverage(self, request: RequestView, label: str, covered: set[ComponentId]) -> None:
-        missing = self.required - covered
-        if missing:
-            names = ", ".join(sorted(name for name, _ in missing))
+    def _check_coverage(self, request: RequestView, label: str, coverage: Coverage) -> None:
+        if not self.required <= coverage.identities:
+            names = ", ".join(sorted(name for name, _ in self.required - coverage.identities))
             raise self._fail("httpsig.components_missing", f"signature {label!r} does not cover {names}")
-        if (
-            self.require_digest_with_body
-            and request.request.body_exists
-            and not any(name == _CONTENT_DIGEST for name, _ in covered)
-        ):
+        if self.require_digest_with_body and not coverage.digest and request.request.body_exists:
             raise self._fail("httpsig.digest_missing", f"signature {label!r}: body present, content-digest not covered")
 
     def _verify(self, key: VerificationKey, base: bytes, signature: bytes) -> bool:
         if key.algorithm == KeyAlgorithm.HMAC_SHA256:
-            return hmac.compare_digest(hmac.new(key.material, base, hashlib.sha256).digest(), signature)
+            return hmac.compare_digest(self._hmacs.digest(key.material, base), signature)
         if key.algorithm == KeyAlgorithm.ED25519:
             public_key = self._ed25519(key)
             if public_key is None:

@@ -39,6 +39,7 @@ from gateway.pipeline.authn.bearer import (
     bearer_token,
     looks_like_jwt,
 )
+from gateway.pipeline.authn.derived import PerRecord
 from gateway.pipeline.authn.shapes import ParsedTokens
 from gateway.pipeline.base import (
     AuthError,
@@ -49,7 +50,7 @@ from gateway.pipeline.base import (
     RequestView,
     service_subject,
 )
-from gateway.pipeline.sources import TokenSource
+from gateway.pipeline.sources import TokenRecord, TokenSource
 
 SERVICE_TOKEN_PREFIX: Final = TokenKind.SERVICE_TOKEN.value
 MIN_STATIC_TOKEN_LENGTH: Final = 32
@@ -157,6 +158,7 @@ class ServiceTokenAuthenticator:
         self.static = static if static is not None and static.tokens else None
         self.clock = clock
         self._shapes = ParsedTokens(TokenKind.SERVICE_TOKEN)
+        self._principals = PerRecord(_issued_principal)
 
     @staticmethod
     def _fail(reason: str, log_detail: str, error: str = "invalid_token") -> AuthError:
@@ -204,13 +206,17 @@ class ServiceTokenAuthenticator:
             raise CredentialDenied(
                 "token.ip_denied", log_detail=f"service token {record.token_id} used from {client_ip}"
             )
-        return Principal(
-            subject=service_subject(record.service_id),
-            method=AuthMethod.SERVICE_TOKEN,
-            credential_kind=CredentialKind.SERVICE_TOKEN,
-            credential_id=record.token_id,
-            tenant=record.tenant,
-            scopes=record.scopes,
-            service_id=record.service_id,
-            expires_at=record.expires_at,
-        )
+        return self._principals.of(record)
+
+
+def _issued_principal(record: TokenRecord) -> Principal:
+    return Principal(
+        subject=service_subject(record.service_id),
+        method=AuthMethod.SERVICE_TOKEN,
+        credential_kind=CredentialKind.SERVICE_TOKEN,
+        credential_id=record.token_id,
+        tenant=record.tenant,
+        scopes=record.scopes,
+        service_id=record.service_id,
+        expires_at=record.expires_at,
+    )

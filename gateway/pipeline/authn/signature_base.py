@@ -9,6 +9,11 @@ This module builds the same signature base (RFC 9421 §2.5) from the parsed
 library's Structured Field parser, RFC 8941) for every structured value. The
 tests sign requests with that library and check that they verify here.
 
+What depends only on the list of covered components (their identities, the serialized
+ids that start each line, the Inner List of ``@signature-params``) is a
+:class:`Coverage`, which the authenticator builds once per distinct list: a client
+signs every request over the same components.
+
 Supported components (RFC 9421 §2.1, §2.2): ``@method``, ``@target-uri``,
 ``@authority``, ``@scheme``, ``@request-target``, ``@path``, ``@query``,
 ``@query-param;name=...``, and header fields with no parameter, ``;sf``,
@@ -85,6 +90,24 @@ class MessageParts:
 
 
 _NO_PARAMETERS: Final[frozenset[tuple[str, Any]]] = frozenset()
+CONTENT_DIGEST: Final = "content-digest"
+
+
+def _target_uri(parts: MessageParts) -> str:
+    query = "" if parts.query is None else "?" + parts.query
+    return f"{parts.scheme}://{parts.host}{parts.path}{query}"
+
+
+# Derived components without parameters (RFC 9421 §2.2), by name.
+_DERIVED: Final[Mapping[str, Callable[[MessageParts], str]]] = {
+    "@method": lambda parts: parts.method,
+    "@authority": MessageParts.authority,
+    "@path": lambda parts: parts.path,
+    "@query": lambda parts: "?" + (parts.query or ""),
+    "@scheme": lambda parts: parts.scheme,
+    "@request-target": lambda parts: parts.request_target,
+    "@target-uri": _target_uri,
+}
 
 
 def component_identity(item: SfItem) -> ComponentId:
@@ -165,38 +188,55 @@ def component_value(parts: MessageParts, item: SfItem) -> str:
         return parts.query_param(params["name"])
     if params:
         raise SignatureBaseError(f"derived component {name!r} takes no parameters")
-    if name == "@method":
-        return parts.method
-    if name == "@authority":
-        return parts.authority()
-    if name == "@path":
-        return parts.path
-    if name == "@query":
-        return "?" + (parts.query or "")
-    if name == "@scheme":
-        return parts.scheme
-    if name == "@request-target":
-        return parts.request_target
-    if name == "@target-uri":
-        query = "" if parts.query is None else "?" + parts.query
-        return f"{parts.scheme}://{parts.host}{parts.path}{query}"
-    raise SignatureBaseError(f"derived component {name!r} is not supported in a request signature")
+    derive = _DERIVED.get(name)
+    if derive is None:
+        raise SignatureBaseError(f"derived component {name!r} is not supported in a request signature")
+    return derive(parts)
 
 
-def signature_base(parts: MessageParts, covered: list[SfItem], params: dict[str, Any]) -> bytes:
+class Coverage:
+    """The components one signature covers, and what follows from them alone.
+
+    ``identities`` compares components whatever the order of their parameters;
+    ``identifiers`` are the serialized component ids that start the signature base's
+    lines (RFC 9421 §2.5) and ``inner_list`` their Inner List, ``@signature-params``
+    without its parameters; ``digest``: ``content-digest`` is covered. Nothing is
+    validated here: resolving a component against a request does that
+    (:func:`component_value`), exactly as without a Coverage.
+    """
+
+    __slots__ = ("items", "identities", "identifiers", "inner_list", "digest", "_derive")
+
+    def __init__(self, items: Sequence[SfItem]) -> None:
+        self.items = tuple(items)
+        self.identities = frozenset(component_identity(item) for item in self.items)
+        self.identifiers = tuple(
+            _ser_string(name) if isinstance(name, str) and not params else ser_item((name, params))
+            for name, params in self.items
+        )
+        self.inner_list = f"({' '.join(self.identifiers)})"
+        self.digest = any(name == CONTENT_DIGEST for name, _ in self.identities)
+        # The common derived components, resolved without component_value's checks (they hold for them).
+        self._derive = tuple(None if params else _DERIVED.get(name) for name, params in self.items)
+
+    def base(self, parts: MessageParts, params: dict[str, Any]) -> bytes:
+        """The signature base (RFC 9421 §2.5) of ``parts`` with these components and ``params``."""
+        lines: list[str] = []
+        for item, identifier, derive in zip(self.items, self.identifiers, self._derive, strict=True):
+            value = derive(parts) if derive is not None else component_value(parts, item)
+            if "\n" in value or "\r" in value:
+                raise SignatureBaseError(f"component {item[0]!r} contains a line break")
+            lines.append(f"{identifier}: {value}")
+        lines.append(f'"@signature-params": {self.inner_list}{serialize_parameters(params)}')
+        try:
+            return "\n".join(lines).encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise SignatureBaseError("signature base contains non-ASCII characters") from exc
+
+
+def signature_base(parts: MessageParts, covered: Sequence[SfItem], params: dict[str, Any]) -> bytes:
     """The signature base (RFC 9421 §2.5): one line per covered component, then ``@signature-params``."""
-    lines: list[str] = []
-    for item in covered:
-        value = component_value(parts, item)
-        if "\n" in value or "\r" in value:
-            raise SignatureBaseError(f"component {item[0]!r} contains a line break")
-        identifier = _ser_string(item[0]) if not item[1] else ser_item(item)
-        lines.append(f"{identifier}: {value}")
-    lines.append(f'"@signature-params": {serialize_inner_list(covered, params)}')
-    try:
-        return "\n".join(lines).encode("ascii")
-    except UnicodeEncodeError as exc:
-        raise SignatureBaseError("signature base contains non-ASCII characters") from exc
+    return Coverage(covered).base(parts, params)
 
 
 def _ser_string(value: str) -> str:
@@ -213,7 +253,12 @@ def serialize_inner_list(items: list[SfItem], params: dict[str, Any]) -> str:
     through ``http_sf``; a property test holds both paths to ``http_sf.ser``.
     """
     parts = [_ser_string(name) if not item_params else ser_item((name, item_params)) for name, item_params in items]
-    out = ["(", " ".join(parts), ")"]
+    return f"({' '.join(parts)}){serialize_parameters(params)}"
+
+
+def serialize_parameters(params: dict[str, Any]) -> str:
+    """RFC 8941 serialization of an Inner List's parameters (``;created=1;keyid="k"``), in their order."""
+    out: list[str] = []
     for key, value in params.items():
         kind = type(value)
         if kind is int:
