@@ -7,9 +7,10 @@
 
 - :meth:`AuditTrail.record` appends to memory and returns: the request never waits
   for the store. The pipeline reports its decisions with :meth:`AuditTrail.record_decision`:
-  a plain tuple of the decision's fields (:data:`Decision`), turned into an
-  :class:`~gateway.credentials.audit.AuditEvent` (with its time and id) only when its
-  batch is written, so a request pays for one tuple, not for an event object.
+  a plain tuple of the decision's fields (:data:`Decision`), which becomes a store row
+  (:meth:`Store.append_audit_rows`, with the event's time and id) when its batch is
+  written and never an :class:`~gateway.credentials.audit.AuditEvent` object: a
+  request pays for one tuple.
 - The buffer is bounded (``buffer`` events). When it is full, the **oldest
   successes** are dropped first; denials, would-be denials and admin actions are
   dropped only when the buffer holds nothing else (memory stays bounded even when
@@ -42,6 +43,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gateway.credentials.audit import AuditEvent, AuditResult
 from gateway.store.base import Store
+from gateway.store.codec import AuditRow, audit_row
 from gateway.store.errors import StoreError
 
 log = logging.getLogger("gateway.audit")
@@ -60,38 +62,27 @@ _DROP_LOG_INTERVAL = 10.0
 Decision = tuple[int, AuditResult, str, str, str, str, str, str, str, str, str, str, str]
 _Entry = tuple[int, AuditResult, AuditEvent | Decision]  # (arrival order, result, event or decision)
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def decision_event(decision: Decision) -> AuditEvent:
-    """The audit event of a reported decision.
-
-    Its time is when the decision was reported (to the microsecond), its id the audit id
-    format (16 hex digits of those nanoseconds, 8 more to tell apart events of the same
-    instant) without a system call for randomness: the id orders and distinguishes, it
-    protects nothing.
-    """
-    ns, result, reason, request_id, route, method, kind, credential_id, principal, tenant, ip, agent, detail = decision
-    return AuditEvent(
-        time=_EPOCH + timedelta(microseconds=ns // 1000),
-        result=result,
-        reason=reason,
-        request_id=request_id,
-        route=route,
-        method=method,
-        credential_kind=kind,
-        credential_id=credential_id,
-        principal=principal,
-        tenant=tenant,
-        client_ip=ip,
-        user_agent=agent,
-        detail=detail,
-        event_id=f"{ns:016x}{random.getrandbits(32):08x}",
-    )
-
-
-def _event(item: AuditEvent | Decision) -> AuditEvent:
-    return item if isinstance(item, AuditEvent) else decision_event(item)
+# The columns a decision's row fills, in order (gateway.store.codec.AUDIT_COLUMNS; a test holds them equal).
+DECISION_COLUMNS: Final = (
+    "time",
+    "result",
+    "reason",
+    "request_id",
+    "route",
+    "method",
+    "credential_kind",
+    "credential_id",
+    "principal",
+    "tenant",
+    "client_ip",
+    "user_agent",
+    "admin",
+    "action",
+    "target",
+    "detail",
+    "event_id",
+)
+_RESULT_TEXT: Final = {result: result.value for result in AuditResult}
 
 
 class AuditSink(Protocol):
@@ -163,6 +154,9 @@ class AuditTrail:
         self._flush_lock = asyncio.Lock()
         self._last_drop_log = 0.0
         self._unlogged_drops = 0
+        # Decision ids end with this plus the arrival number: distinct within the process, and from other
+        # processes' ids of the same nanosecond by the random start.
+        self._id_salt = random.getrandbits(32)
         self.metrics.buffered.set_function(lambda: self.pending)
 
     @property
@@ -179,7 +173,7 @@ class AuditTrail:
         self._queue(event.result, event)
 
     def record_decision(self, decision: Decision) -> None:
-        """Queue a pipeline decision (:data:`Decision`) like :meth:`record`; its event is built when written."""
+        """Queue a pipeline decision (:data:`Decision`) like :meth:`record`; it becomes a row when written."""
         self._queue(decision[1], decision)
 
     def _queue(self, result: AuditResult, item: AuditEvent | Decision) -> None:
@@ -233,6 +227,35 @@ class AuditTrail:
                 batch.append(kept.popleft())
         return batch
 
+    def _row(self, entry: _Entry) -> AuditRow:
+        """The store row of a buffered event or decision (a decision's row is the same on every try)."""
+        arrival, result, item = entry
+        if isinstance(item, AuditEvent):
+            return audit_row(item)
+        ns, _, reason, request_id, route, method, kind, credential_id, principal, tenant, ip, agent, detail = item
+        # The audit id format (new_event_id): 16 hex digits of nanoseconds, then 8 that tell apart events
+        # of the same instant; no system call for randomness per event: the id orders and distinguishes.
+        event_id = f"{ns:016x}{(self._id_salt + arrival) & 0xFFFFFFFF:08x}"
+        return (
+            ns // 1000,  # microseconds, as the store keeps times
+            _RESULT_TEXT[result],
+            reason,
+            request_id,
+            route,
+            method,
+            kind,
+            credential_id,
+            principal,
+            tenant,
+            ip,
+            agent,
+            "",  # admin, action, target: only admin actions have them
+            "",
+            "",
+            detail,
+            event_id,
+        )
+
     def _put_back(self, batch: list[_Entry]) -> None:
         """Return a batch the store refused to the front of the buffer (it is older than the rest)."""
         for entry in reversed(batch):
@@ -249,14 +272,10 @@ class AuditTrail:
             remaining, written = self.pending, 0
             while remaining > 0 and self.pending:
                 batch = self._take(min(self.batch_size, remaining))
-                events = [_event(item) for _, _, item in batch]
                 try:
-                    await self.store.append_audit(events)
+                    await self.store.append_audit_rows([self._row(entry) for entry in batch])
                 except BaseException as exc:  # cancelled too: a duplicate beats a lost audit event
-                    # Put back as built: a retried event keeps its id (a duplicate can be told from another).
-                    self._put_back(
-                        [(arrival, result, event) for (arrival, result, _), event in zip(batch, events, strict=True)]
-                    )
+                    self._put_back(batch)
                     if isinstance(exc, StoreError):
                         self.metrics.write_failures.inc()
                     raise

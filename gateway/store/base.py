@@ -19,6 +19,7 @@ from typing import Protocol
 
 from gateway.credentials.audit import AuditEvent, AuditResult
 from gateway.credentials.models import ApiClient, ApiCredential, ApiKey, ServiceKey, ServiceToken
+from gateway.store.codec import AuditRow
 
 log = logging.getLogger("gateway.store")
 
@@ -228,6 +229,13 @@ class Store(Protocol):
     # -- audit trail -----------------------------------------------------------------------
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         """Append a batch of events in one write."""
+        ...
+
+    async def append_audit_rows(self, rows: Sequence[AuditRow]) -> None:
+        """Append a batch of events given as rows (:data:`~gateway.store.codec.AUDIT_COLUMNS`) in one write.
+
+        What the audit trail writes: the pipeline's decisions reach the store without becoming event objects.
+        """
         ...
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEvent]: ...

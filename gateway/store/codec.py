@@ -127,6 +127,10 @@ API_KEY_FIELDS = {
     "rotated_from": "opt_str",
 }
 AUDIT_FIELDS = {f.name: "str" for f in fields(AuditEvent)} | {"time": "time", "result": "result"}
+# The audit trail hands events to a store as rows of these columns (to_row's values, in this order):
+# decisions reported by the pipeline become rows without ever becoming AuditEvent objects.
+AUDIT_COLUMNS = tuple(AUDIT_FIELDS)
+AuditRow = tuple[int | str, ...]  # time (int microseconds), result (its value), then strings
 
 _SPECS: dict[type, dict[str, str]] = {
     ServiceKey: SERVICE_KEY_FIELDS,
@@ -141,6 +145,16 @@ def to_row(record: object) -> Row:
     """A record as a flat row (``None`` for absent optional values)."""
     spec = _SPECS[type(record)]
     return {name: _KINDS[kind][0](getattr(record, name)) for name, kind in spec.items()}
+
+
+def audit_row(event: AuditEvent) -> AuditRow:
+    """``event`` as an :data:`AuditRow` (``to_row(event)``'s values in :data:`AUDIT_COLUMNS` order)."""
+    return tuple(to_row(event).values())  # type: ignore[arg-type]  # audit fields are never None
+
+
+def row_event(row: AuditRow) -> AuditEvent:
+    """The event of an :data:`AuditRow`."""
+    return from_row(AuditEvent, dict(zip(AUDIT_COLUMNS, row, strict=True)))
 
 
 def from_row(cls: type[R], row: Mapping[str, Any]) -> R:

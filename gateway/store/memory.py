@@ -24,6 +24,7 @@ from gateway.store.base import (
     Usage,
     service_key_ref,
 )
+from gateway.store.codec import AuditRow, row_event
 from gateway.store.errors import Conflict, NotFound
 
 _NONCE_SWEEP_EVERY = 1024
@@ -279,6 +280,9 @@ class MemoryStore:
     # -- audit -------------------------------------------------------------------------------
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         self._audit.extend(events)
+
+    async def append_audit_rows(self, rows: Sequence[AuditRow]) -> None:
+        self._audit.extend([row_event(row) for row in rows])  # all or nothing: a bad row raises before any
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEvent]:
         found = sorted((e for e in self._audit if query.matches(e)), key=lambda e: (e.time, e.event_id))

@@ -50,7 +50,7 @@ from gateway.store.base import (
     Usage,
     service_key_ref,
 )
-from gateway.store.codec import AUDIT_FIELDS, from_row, to_micros, to_row
+from gateway.store.codec import AUDIT_COLUMNS, AuditRow, audit_row, from_row, to_micros, to_row
 from gateway.store.errors import Conflict, NotFound, StoreConfigError, StoreError, StoreUnavailable
 from gateway.store.registry import mask_url, split_options
 from gateway.store.rules import check_cache_ttl, check_ttl, duplicate_name
@@ -79,22 +79,6 @@ def _redis_row(record: object) -> dict[str, str | None]:
 
 def _row_json(record: object) -> str:
     return json.dumps(_redis_row(record), separators=(",", ":"))
-
-
-def _hash_row(record: object) -> dict[str, str]:
-    return {name: value for name, value in _redis_row(record).items() if value is not None}
-
-
-# The audit stream's fields, straight from the event (what _hash_row makes of it: the time in
-# microseconds, every other field as its string; none is ever None): one entry per decision.
-_AUDIT_TEXT_FIELDS = tuple(name for name in AUDIT_FIELDS if name not in ("time", "result"))
-
-
-def _audit_fields(event: AuditEvent) -> dict[str, str]:
-    fields = {name: str(getattr(event, name)) for name in _AUDIT_TEXT_FIELDS}
-    fields["time"] = str(to_micros(event.time))
-    fields["result"] = event.result.value
-    return fields
 
 
 def _text(value: object) -> str:
@@ -565,12 +549,17 @@ class RedisStore:
 
     # -- audit -------------------------------------------------------------------------------
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
-        if not events:
+        await self.append_audit_rows([audit_row(event) for event in events])
+
+    async def append_audit_rows(self, rows: Sequence[AuditRow]) -> None:
+        if not rows:
             return
         with self._failures("appending audit events"):
             async with self._client.pipeline(transaction=False) as pipe:
-                for event in events:
-                    pipe.xadd(self._audit, _audit_fields(event), maxlen=self._audit_maxlen, approximate=True)  # type: ignore[arg-type]
+                for row in rows:
+                    # The stream entry: every field as a string (audit fields are never None).
+                    fields = dict(zip(AUDIT_COLUMNS, map(str, row), strict=True))
+                    pipe.xadd(self._audit, fields, maxlen=self._audit_maxlen, approximate=True)  # type: ignore[arg-type]
                 await pipe.execute()
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEvent]:

@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import itertools
 import logging
-import operator
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,7 +42,7 @@ from gateway.store.base import (
     Usage,
     service_key_ref,
 )
-from gateway.store.codec import AUDIT_FIELDS, from_row, to_micros, to_row
+from gateway.store.codec import AUDIT_COLUMNS, AuditRow, audit_row, from_row, to_micros, to_row
 from gateway.store.errors import Conflict, NotFound, StoreConfigError, StoreError, StoreUnavailable
 from gateway.store.registry import split_options
 from gateway.store.sqlite_schema import SCHEMA, SCHEMA_VERSION
@@ -70,31 +69,22 @@ def sqlite_path(url: str) -> str:
 
 
 # Appending audit events is the hottest write of the store: one row per authentication decision.
-# Rows are built straight from the event's attributes (to_row's encoding for AUDIT_FIELDS: the time
-# in microseconds, the result's value, every other field as the string it is), on the store's thread,
-# and inserted AUDIT_CHUNK rows per statement: sqlite3 releases the GIL around every statement it
-# steps, and each time the busy event loop must hand the GIL back (a forced switch of threads, with
-# its system calls) before the store's thread can go on. One statement per row (executemany) cost
-# that switch per audited request.
-_AUDIT_TEXT_FIELDS = tuple(name for name in AUDIT_FIELDS if name not in ("time", "result"))
-_AUDIT_COLUMNS = f"time, result, {', '.join(_AUDIT_TEXT_FIELDS)}"
-_AUDIT_PLACEHOLDERS = f"({', '.join('?' * (len(_AUDIT_TEXT_FIELDS) + 2))})"
+# Rows (to_row's values in AUDIT_COLUMNS order: the audit trail's form) are inserted AUDIT_CHUNK per
+# statement: sqlite3 releases the GIL around every statement it steps, and each time the busy event
+# loop must hand the GIL back (a forced switch of threads, with its system calls) before the store's
+# thread can go on. One statement per row (executemany) cost that switch per audited request.
+_AUDIT_PLACEHOLDERS = f"({', '.join('?' * len(AUDIT_COLUMNS))})"
 AUDIT_CHUNK = 32  # rows per INSERT: 32 x 17 parameters stay under SQLite's historical limit of 999
-_audit_texts = operator.attrgetter(*_AUDIT_TEXT_FIELDS)
-
-
-def _audit_row(event: AuditEvent) -> tuple[object, ...]:
-    return (to_micros(event.time), event.result.value, *_audit_texts(event))
 
 
 @functools.cache
 def _audit_insert(rows: int) -> str:
     """An INSERT of ``rows`` audit rows (sizes are powers of two up to AUDIT_CHUNK: a handful of statements)."""
-    return f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES {', '.join([_AUDIT_PLACEHOLDERS] * rows)}"  # noqa: S608
+    values = ", ".join([_AUDIT_PLACEHOLDERS] * rows)
+    return f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES {values}"  # noqa: S608 - names from the codec
 
 
-def _insert_audit(conn: sqlite3.Connection, events: Sequence[AuditEvent]) -> None:
-    rows = [_audit_row(event) for event in events]
+def _insert_audit(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
     start, size = 0, AUDIT_CHUNK
     while start < len(rows):
         while len(rows) - start < size:
@@ -531,9 +521,11 @@ class SqliteStore:
 
     # -- audit -------------------------------------------------------------------------------
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
-        if not events:
-            return
-        await self._transaction(lambda conn, _: _insert_audit(conn, events))
+        await self.append_audit_rows([audit_row(event) for event in events])
+
+    async def append_audit_rows(self, rows: Sequence[AuditRow]) -> None:
+        if rows:
+            await self._transaction(lambda conn, _: _insert_audit(conn, rows))
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEvent]:
         clauses: list[str] = []
