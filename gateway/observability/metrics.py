@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -23,22 +23,23 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class _Durations:
-    """One route's latency histogram: per-bucket counts (the last is +Inf) and their sum."""
+    """One series' latency histogram: per-bucket counts (the last is +Inf) and their sum."""
 
-    __slots__ = ("buckets", "total")
+    __slots__ = ("bounds", "buckets", "total")
 
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.buckets[bisect_left(self.bounds, seconds)] += 1
         self.total += seconds
 
     def family_sample(self) -> tuple[list[tuple[str, float]], float]:
         counts = list(self.buckets)  # a copy: the scrape runs in another thread
         cumulative, out = 0, []
-        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), counts, strict=True):
             cumulative += count
             out.append((bound, float(cumulative)))
         return out, self.total
@@ -100,6 +101,43 @@ class RequestSeries(Collector):
             yield family
 
 
+class AuthSeries(Collector):
+    """``gateway_auth_decisions_total`` and ``gateway_auth_duration_seconds``, updated by the
+    event loop without locks (one decision per authenticated request), like :class:`RequestSeries`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._decisions: dict[tuple[str, str, str, str, str], int] = {}
+        self._durations: dict[str, _Durations] = {}
+        registry.register(self)
+
+    def observe(self, route: str, method: str, result: str, reason: str, mode: str, duration: float) -> None:
+        key = (route, method, result, reason, mode)
+        self._decisions[key] = self._decisions.get(key, 0) + 1
+        durations = self._durations.get(method)
+        if durations is None:
+            durations = self._durations[method] = _Durations(AUTH_BUCKETS)
+        durations.observe(duration)
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "gateway_auth_decisions",
+            "Policy decisions, by route, auth method (or none), result (allow, deny, would_deny), reason and mode.",
+            labels=["route", "method", "result", "reason", "mode"],
+        )
+        for labels, count in self._decisions.copy().items():
+            decisions.add_metric(list(labels), float(count))
+        yield decisions
+        family = HistogramMetricFamily(
+            "gateway_auth_duration_seconds",
+            "Time spent deciding (authentication and authorization), by auth method (or none).",
+            labels=["method"],
+        )
+        for method, durations in self._durations.copy().items():
+            buckets, total = durations.family_sample()
+            family.add_metric([method], buckets, total)
+        yield family
+
+
 def method_label(method: str) -> str:
     return method if method in HTTP_METHODS else "OTHER"
 
@@ -133,27 +171,14 @@ class GatewayMetrics:
             ["route", "code"],
             registry=self.registry,
         )
-        self.auth_decisions = Counter(
-            "gateway_auth_decisions_total",
-            "Policy decisions, by route, auth method (or none), result (allow, deny, would_deny), reason and mode.",
-            ["route", "method", "result", "reason", "mode"],
-            registry=self.registry,
-        )
-        self.auth_duration = Histogram(
-            "gateway_auth_duration_seconds",
-            "Time spent deciding (authentication and authorization), by auth method (or none).",
-            ["method"],
-            buckets=AUTH_BUCKETS,
-            registry=self.registry,
-        )
+        # Decisions and their durations: one update each per authenticated request, lock-free as above.
+        self.auth_series = AuthSeries(registry=self.registry)
         self.auth_replays = Counter(
             "gateway_auth_replays_total",
             "Signatures or nonces refused because they were already used, by auth method.",
             ["method"],
             registry=self.registry,
         )
-        self._auth_children: dict[tuple[str, str, str, str, str], Counter] = {}
-        self._auth_duration_children: dict[str, Histogram] = {}
 
     def observe_request(
         self, route: str, method: str, status: int, duration: float | None, upstream: float | None
@@ -163,14 +188,6 @@ class GatewayMetrics:
 
     def observe_auth(self, route: str, method: str, result: str, reason: str, mode: str, duration: float) -> None:
         """Count one policy decision (labels are bounded: configured names and stable reason codes)."""
-        key = (route, method, result, reason, mode)
-        counter = self._auth_children.get(key)
-        if counter is None:
-            counter = self._auth_children[key] = self.auth_decisions.labels(*key)
-        counter.inc()
-        histogram = self._auth_duration_children.get(method)
-        if histogram is None:
-            histogram = self._auth_duration_children[method] = self.auth_duration.labels(method)
-        histogram.observe(duration)
+        self.auth_series.observe(route, method, result, reason, mode, duration)
         if reason.endswith(".replay"):
             self.auth_replays.labels(method).inc()
