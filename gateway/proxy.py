@@ -51,7 +51,7 @@ from gateway.observability.metrics import UNMATCHED_ROUTE, GatewayMetrics
 from gateway.pipeline.authn.derived import PerRecord
 from gateway.pipeline.base import Principal
 from gateway.pipeline.policy import AuthOutcome, RoutePolicy
-from gateway.routing import Route, RouteTable
+from gateway.routing import Route, RouteTable, without_query_parameter
 from gateway.sdk import context as ctx
 from gateway.settings import Settings
 from gateway.websocket import proxy_websocket
@@ -113,6 +113,7 @@ class Gateway:
         self.auth: AuthAssembly | None = None
         self.policies: dict[str, RoutePolicy] = {}
         self._request_skips: dict[str, frozenset[str]] = {}
+        self._query_credentials: dict[str, str] = {}  # route -> the API key query parameter to remove
         self._context_headers = PerRecord(_context_headers)  # per principal: built once, not per request
         signing = settings.context_signing
         self._context_key = signing.key if signing.enabled else None
@@ -141,6 +142,18 @@ class Gateway:
         self.auth = AuthAssembly(self.settings, runtime, self.metrics)
         self.policies = self.auth.policies
         self._request_skips = {name: _REQUEST_SKIP | p.credential_headers for name, p in self.policies.items()}
+        # An API key accepted from the query string is a credential in the URL: removed before forwarding,
+        # like the credential headers, unless the route forwards credentials.
+        query_param = self.settings.authn.api_key.query_param
+        self._query_credentials = {
+            route.name: query_param
+            for route in self.settings.routes
+            if query_param is not None
+            and route.name in self.policies
+            and route.policy is not None
+            and "api_key" in route.policy.auth
+            and not route.policy.forward_credential
+        }
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start_auth(self) -> None:
@@ -206,6 +219,8 @@ class Gateway:
         try:
             route = self._match(request, raw_path)
             route_name = route.name
+            if self._query_credentials and query and route_name in self._query_credentials:
+                query = without_query_parameter(query, self._query_credentials[route_name])
             url = route.upstream_url(raw_path, query)
             policy = self.policies.get(route_name) if self.policies else None
             if policy is not None:

@@ -8,7 +8,7 @@ wins; if prefixes match but none accepts the method the answer is 405.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from aiohttp import ClientTimeout
 
@@ -100,3 +100,9 @@ class RouteTable:
             if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
                 methods |= route.settings.methods or set()
         return ", ".join(sorted(methods))
+
+
+def without_query_parameter(query: str, name: str) -> str:
+    """``query`` (raw, still percent-encoded) without the parameters called ``name``; the rest byte for byte."""
+    kept = [piece for piece in query.split("&") if unquote_plus(piece.partition("=")[0]) != name]
+    return "&".join(kept)

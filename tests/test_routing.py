@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import MethodNotAllowed, RouteNotFound
-from gateway.routing import RouteTable
+from gateway.routing import RouteTable, without_query_parameter
 from gateway.settings import parse_settings
 
 
@@ -67,3 +67,19 @@ def test_no_match_is_404_and_method_mismatch_is_405() -> None:
 def test_upstream_url(route: dict[str, object], path: str, query: str, url: str) -> None:
     built = table({"name": "r", **route}).match("GET", path)
     assert built.upstream_url(path, query) == url
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("a=1&api_key=x&b=2", "a=1&b=2"),
+        ("api_key=x", ""),
+        ("api%5Fkey=x&a=%2F", "a=%2F"),  # the name is compared percent-decoded, the rest kept as sent
+        ("api_key&a", "a"),  # a parameter without a value
+        ("api_key=1&api_key=2", ""),
+        ("api_keys=1&xapi_key=2", "api_keys=1&xapi_key=2"),
+        ("a=1", "a=1"),
+    ],
+)
+def test_without_query_parameter(query: str, expected: str) -> None:
+    assert without_query_parameter(query, "api_key") == expected

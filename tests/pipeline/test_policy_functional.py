@@ -193,6 +193,27 @@ async def test_api_key_header_name_is_configurable(make_gateway: GatewayFactory)
     assert header_values(data, "X-Client-Key") == []
 
 
+async def test_api_key_from_the_query_string_is_removed_before_forwarding(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway(routes=[api_route(auth=["api_key"])], authn={"api_key": {"query_param": "api_key"}})
+    key, _ = await add_api_client(client)
+    data = await echo(await client.get(f"/api/x?a=1&api_key={key}&b=c%20d"))
+    assert data["raw_path"] == "/api/x?a=1&b=c%20d"  # the rest of the query byte for byte
+    assert context_of(data)["X-Auth-Method"] == ["api_key"]
+    data = await echo(await client.get(f"/api/x?api_key={key}"))
+    assert data["raw_path"] == "/api/x"
+
+
+async def test_api_key_in_the_query_string_is_kept_when_the_route_forwards_credentials(
+    make_gateway: GatewayFactory,
+) -> None:
+    client = await make_gateway(
+        routes=[api_route(auth=["api_key"], forward_credential=True)], authn={"api_key": {"query_param": "api_key"}}
+    )
+    key, _ = await add_api_client(client)
+    data = await echo(await client.get(f"/api/x?api_key={key}"))
+    assert data["raw_path"] == f"/api/x?api_key={key}"
+
+
 # -- legacy HMAC --------------------------------------------------------------------------------
 
 
