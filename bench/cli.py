@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--duration",
         type=_positive(float),
-        default=_env("BENCH_DURATION", _positive(float), 3.0),
-        help="seconds of load per scenario per round (wrk rounds up to whole seconds; default 3)",
+        default=_env("BENCH_DURATION", _positive(float), 2.0),
+        help="seconds of load per scenario per round (wrk rounds up to whole seconds; default 2)",
     )
     parser.add_argument(
         "--rounds",
@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=_env("BENCH_WARMUP", float, 1.0),
         help="seconds of discarded load per scenario before the rounds (0: none; default 1)",
+    )
+    parser.add_argument(
+        "--no-pairing",
+        action="store_true",
+        help="do not measure each ratio's baseline right before and after it (fewer measurements, noisier ratios)",
     )
     parser.add_argument("--connections", type=_positive(int), default=_env("BENCH_CONNECTIONS", _positive(int), 32))
     parser.add_argument("--timeout", type=_positive(float), default=_env("BENCH_TIMEOUT", _positive(float), 5.0))
@@ -153,7 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     names = args.scenario or [n.strip() for n in os.environ.get("BENCH_SCENARIOS", "").split(",") if n.strip()]
     chosen = select(scenarios, names, alone=args.alone)
-    options = BenchOptions(args.duration, args.rounds, args.warmup, args.connections, args.timeout, args.workdir)
+    options = BenchOptions(
+        args.duration,
+        args.rounds,
+        args.warmup,
+        args.connections,
+        args.timeout,
+        args.workdir,
+        paired=not args.no_pairing,
+    )
 
     def say(line: str) -> None:
         print(line, flush=True)

@@ -90,8 +90,27 @@ class RatioSummary:
 
     @property
     def per_round(self) -> list[float]:
-        base = {m.round: m.result.rps for m in self.baseline.measurements}
-        return [m.result.rps / base[m.round] for m in self.scenario.measurements if base.get(m.round)]
+        """One ratio per round: against the baseline measured next to it when it was (paired rounds),
+        else against the round's mean baseline."""
+        baseline: dict[int, dict[int, float]] = {}
+        for m in self.baseline.measurements:
+            baseline.setdefault(m.round, {})[m.position] = m.result.rps
+        ratios = []
+        for round_number in sorted({m.round for m in self.scenario.measurements}):
+            base = baseline.get(round_number)
+            mine = [m for m in self.scenario.measurements if m.round == round_number]
+            if not base or not mine:
+                continue
+            paired = []
+            for m in mine:
+                neighbours = [base[p] for p in (m.position - 1, m.position + 1) if base.get(p)]
+                if neighbours:
+                    paired.append(m.result.rps / statistics.fmean(neighbours))
+            if paired:
+                ratios.append(statistics.fmean(paired))
+            elif any(base.values()):
+                ratios.append(statistics.fmean(m.result.rps for m in mine) / statistics.fmean(base.values()))
+        return ratios
 
     @property
     def throughput(self) -> float | None:

@@ -34,12 +34,13 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class BenchOptions:
-    duration: float = 3.0  # seconds per measurement
+    duration: float = 2.0  # seconds per measurement
     rounds: int = 8
     warmup: float = 1.0  # seconds per scenario before the rounds, not reported (0: none)
     connections: int = 32
     timeout: float = 5.0
     workdir: Path = DEFAULT_WORKDIR
+    paired: bool = True  # measure each ratio's baseline next to it (see round_order)
 
     def load(self, duration: float | None = None, connections: int | None = None) -> LoadSettings:
         return LoadSettings(
@@ -78,10 +79,29 @@ class Measurement:
         }
 
 
-def round_order(scenarios: Sequence[Scenario], round_index: int) -> list[Scenario]:
-    """Rotate the order each round: A B C, B C A, C A B, A B C..."""
+def round_order(scenarios: Sequence[Scenario], round_index: int, paired: bool = False) -> list[Scenario]:
+    """Rotate the order each round: A B C, B C A, C A B, A B C...
+
+    ``paired``: a scenario with a target ratio also gets its baseline measured right
+    before it (unless the baseline was just measured), and the round ends with the
+    last one's baseline, so each ratio is taken between neighbours seconds apart
+    (B S1 B S2 B ...): on a shared machine the speed drifts within a round.
+    """
     shift = round_index % len(scenarios) if scenarios else 0
-    return [*scenarios[shift:], *scenarios[:shift]]
+    rotated = [*scenarios[shift:], *scenarios[:shift]]
+    if not paired:
+        return rotated
+    by_name = {s.name: s for s in scenarios}
+    order: list[Scenario] = []
+    for scenario in rotated:
+        baseline = by_name.get(scenario.compare_to or "") if scenario.target_ratio is not None else None
+        if baseline is not None and (not order or order[-1] is not baseline):
+            order.append(baseline)
+        order.append(scenario)
+    last = order[-1] if order else None
+    if last is not None and last.target_ratio is not None and last.compare_to in by_name:
+        order.append(by_name[last.compare_to])
+    return order
 
 
 class Bench:
@@ -123,7 +143,8 @@ class Bench:
                     self.say(f"  warm-up     {scenario.name:<22} {warm.result.rps:>9,.0f} req/s")
             measurements = []
             for round_index in range(self.options.rounds):
-                for position, scenario in enumerate(round_order(self.scenarios, round_index)):
+                order = round_order(self.scenarios, round_index, self.options.paired)
+                for position, scenario in enumerate(order):
                     m = self._measure(scenario, pool, round_index + 1, position, self.options.duration)
                     measurements.append(m)
                     r = m.result

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from bench.cli import select
+from bench.loader import LoadResult
 from bench.pyload import PythonLoader, percentile
 from bench.request import RequestDraft, RequestSpec, read_pool, write_pool
 from bench.results import Report, now
-from bench.runner import Bench, BenchError, BenchOptions, round_order
+from bench.runner import Bench, BenchError, BenchOptions, Measurement, round_order
 from bench.scenarios import Scenario, catalog
 from bench.wrk import WrkLoader
 
@@ -109,6 +110,48 @@ def test_per_request_headers_are_rendered_into_the_pool(tmp_path: Path) -> None:
     assert RequestSpec(per_request=sign, unique=True).pool_size(5000) == 5000
     with pytest.raises(ValueError, match="X-Bad"):
         RequestSpec(headers={"X-Bad": "a\r\nInjected: 1"}).render("h", [0], {})
+
+
+def _synthetic(name: str, compare_to: str | None = None, target: float | None = None) -> Scenario:
+    return Scenario(name, name, compare_to=compare_to, target_ratio=target)
+
+
+def test_paired_rounds_measure_each_baseline_next_to_its_scenarios() -> None:
+    base = _synthetic("noauth")
+    a, b = _synthetic("a", "noauth", 0.85), _synthetic("b", "noauth", 0.85)
+    info = _synthetic("info", "noauth")  # compared, but no target: not paired
+    scenarios = [base, a, b, info]
+
+    def order(round_index: int) -> list[str]:
+        return [s.name for s in round_order(scenarios, round_index, paired=True)]
+
+    assert order(0) == ["noauth", "a", "noauth", "b", "info"]
+    assert order(1) == ["noauth", "a", "noauth", "b", "info", "noauth"]
+    assert order(2) == ["noauth", "b", "info", "noauth", "a", "noauth"]  # the last one gets a baseline after it
+    assert [s.name for s in round_order([a, b], 0, paired=True)] == ["a", "b"]  # no baseline selected (--alone)
+
+
+def test_paired_ratios_use_the_neighbouring_baselines(tmp_path: Path) -> None:
+    base, a = _synthetic("noauth"), _synthetic("a", "noauth", 0.85)
+
+    def measured(name: str, round_number: int, position: int, requests: int) -> Measurement:
+        result = LoadResult(requests, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0)
+        return Measurement(name, round_number, position, name, result)
+
+    measurements = [
+        # round 1: the machine slows down during the round; a sits between baselines of 1000 and 800
+        measured("noauth", 1, 0, 1000),
+        measured("a", 1, 1, 810),
+        measured("noauth", 1, 2, 800),
+        measured("noauth", 1, 4, 400),
+        # round 2, unpaired: a against the round's mean baseline
+        measured("a", 2, 0, 450),
+        measured("noauth", 2, 3, 500),
+    ]
+    report = Report.build([base, a], measurements, BenchOptions(workdir=tmp_path), "test", now())
+    (ratio,) = report.ratios
+    assert ratio.per_round == pytest.approx([0.9, 0.9])
+    assert ratio.throughput == pytest.approx(0.9)
 
 
 def test_rounds_rotate_and_baselines_are_always_selected() -> None:
