@@ -4,7 +4,9 @@ On a shared 2-core machine absolute throughput drifts from minute to minute, so
 one scenario is never measured in one long block: each round runs every
 scenario once for a short while (A B C, then B C A, then C A B... so that no
 scenario always follows the same neighbour), and the report uses medians over
-rounds and ratios computed within a round.
+rounds and ratios computed within a round. With ``paired`` (the default), a
+scenario with a target ratio also has its baseline measured right next to it, and
+its ratio is taken against those neighbours (see :func:`round_order`).
 
 Before the rounds, each scenario is checked with one request (wrong status:
 stop with the server's log) and warmed up for ``warmup`` seconds (discarded).
