@@ -301,9 +301,10 @@ class StoreTokens:
             converted = _token_record(record)
             self._derived.put(token_hash, record, converted)
         if self.usage is not None:
-            now = datetime.now(UTC)
-            if record.usable_at(now):
-                self.usage.token_used(token_hash, now)
+            # record.usable_at(now), from the converted record: no datetime per request.
+            now = time.time()
+            if not converted.revoked and (converted.expires_at is None or now < converted.expires_at):
+                self.usage.count_token(token_hash, now)
         return converted
 
 
@@ -338,9 +339,10 @@ class StoreApiKeys:
             converted = _api_client_record(found)
             self._derived.put(key_hash, found, converted)
         if self.usage is not None:
-            now = datetime.now(UTC)
-            if found.key.usable_at(now):
-                self.usage.api_key_used(key_hash, now)
+            # found.key.usable_at(now), from the converted record: no datetime per request.
+            now = time.time()
+            if not converted.revoked and (converted.expires_at is None or now < converted.expires_at):
+                self.usage.count_api_key(key_hash, now)
         return converted
 
 

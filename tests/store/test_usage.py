@@ -90,3 +90,25 @@ async def test_the_buffer_is_bounded_by_distinct_credentials() -> None:
     for ident in ("a", "b", "c", "a"):
         recorder.token_used(ident, NOW)
     assert recorder.pending == 2 and recorder.dropped == 1
+
+
+async def test_float_timestamps_count_with_datetimes_and_flush_as_the_same_datetime(store: Store) -> None:
+    record = token()
+    await store.create_token(record)
+    recorder = UsageRecorder(store)
+    recorder.count_token(record.token_hash, (NOW + timedelta(seconds=2)).timestamp())
+    recorder.token_used(record.token_hash, NOW + timedelta(seconds=1))  # older: last_used stays
+    recorder.count_token(record.token_hash, NOW.timestamp())
+    await recorder.flush()
+
+    found = await store.get_token(record.token_hash)
+    assert found is not None and found.usage_count == 3
+    assert found.last_used == NOW + timedelta(seconds=2)  # microseconds survive the float
+
+
+async def test_count_api_key_is_bounded_like_api_key_used() -> None:
+    recorder = UsageRecorder(MemoryStore(), max_pending=1)
+    recorder.count_api_key("a", NOW.timestamp())
+    recorder.count_api_key("b", NOW.timestamp())
+    recorder.count_api_key("a", NOW.timestamp())
+    assert recorder.pending == 1 and recorder.dropped == 1
