@@ -36,7 +36,6 @@ from aiohttp import web
 
 from gateway.auth_settings import CorsSettings, PolicySettings
 from gateway.credentials.audit import AuditResult
-from gateway.observability.audit import Decision
 from gateway.observability.metrics import GatewayMetrics
 from gateway.pipeline.authz.ip import IpAuthorizer
 from gateway.pipeline.authz.origin import OriginAuthorizer
@@ -71,12 +70,26 @@ SIGNATURE_HEADERS: Final = (
 class AuditSink(Protocol):
     """Where decisions are reported (the runtime's :class:`~gateway.observability.audit.AuditTrail`).
 
-    ``record_decision`` takes the decision as a plain tuple (see
-    :data:`~gateway.observability.audit.Decision`) and must not block: the event
-    object, its id and its store row are built later, off the request.
+    ``record_decision`` takes the decision's fields (its time as ``time.time_ns()``) and must not
+    block: it keeps the decision's store row for the next batch, never an event object.
     """
 
-    def record_decision(self, decision: Decision) -> None: ...
+    def record_decision(
+        self,
+        ns: int,
+        result: AuditResult,
+        reason: str,
+        request_id: str,
+        route: str,
+        method: str,
+        credential_kind: str,
+        credential_id: str,
+        principal: str,
+        tenant: str,
+        client_ip: str,
+        user_agent: str,
+        detail: str,
+    ) -> None: ...
 
 
 class CorsPolicy:
@@ -299,19 +312,17 @@ class RoutePolicy:
         else:
             kind, credential_id, subject, tenant = (method if method != NO_METHOD else ""), "", "", ""
         self.audit.record_decision(
-            (
-                time_ns(),
-                result,
-                reason,
-                request_id,
-                self.route,
-                request.method,
-                kind,
-                credential_id,
-                subject,
-                tenant,
-                client_ip,
-                request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
-                detail,
-            )
+            time_ns(),
+            result,
+            reason,
+            request_id,
+            self.route,
+            request.method,
+            kind,
+            credential_id,
+            subject,
+            tenant,
+            client_ip,
+            request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
+            detail,
         )

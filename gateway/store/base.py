@@ -232,9 +232,11 @@ class Store(Protocol):
         ...
 
     async def append_audit_rows(self, rows: Sequence[AuditRow]) -> None:
-        """Append a batch of events given as rows (:data:`~gateway.store.codec.AUDIT_COLUMNS`) in one write.
+        """Append a batch of decisions given as rows (:data:`~gateway.store.codec.DECISION_COLUMNS`) in one write.
 
         What the audit trail writes: the pipeline's decisions reach the store without becoming event objects.
+        Their admin fields (``admin``, ``action``, ``target``) are empty; admin actions go through
+        :meth:`append_audit`.
         """
         ...
 

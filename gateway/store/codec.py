@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from gateway.credentials.audit import AuditEvent, AuditResult
 from gateway.credentials.keys import KeyAlgorithm
@@ -127,9 +127,15 @@ API_KEY_FIELDS = {
     "rotated_from": "opt_str",
 }
 AUDIT_FIELDS = {f.name: "str" for f in fields(AuditEvent)} | {"time": "time", "result": "result"}
-# The audit trail hands events to a store as rows of these columns (to_row's values, in this order):
-# decisions reported by the pipeline become rows without ever becoming AuditEvent objects.
-AUDIT_COLUMNS = tuple(AUDIT_FIELDS)
+AUDIT_COLUMNS = tuple(AUDIT_FIELDS)  # to_row's keys, in this order (audit_row's values)
+# Only an admin action fills these: a decision of the pipeline leaves them empty.
+ADMIN_COLUMNS = ("admin", "action", "target")
+NO_ADMIN: Final[Mapping[str, str]] = dict.fromkeys(ADMIN_COLUMNS, "")
+# The audit trail hands the pipeline's decisions to a store as rows of these columns (AUDIT_COLUMNS but
+# the admin ones, in this order), built once when the decision is recorded and never an AuditEvent object.
+# A store writes the admin columns empty, as constants: a bound parameter per column per row is what
+# appending costs most (SQLite copies each one).
+DECISION_COLUMNS = tuple(name for name in AUDIT_COLUMNS if name not in ADMIN_COLUMNS)
 AuditRow = tuple[int | str, ...]  # time (int microseconds), result (its value), then strings
 
 _SPECS: dict[type, dict[str, str]] = {
@@ -148,13 +154,21 @@ def to_row(record: object) -> Row:
 
 
 def audit_row(event: AuditEvent) -> AuditRow:
-    """``event`` as an :data:`AuditRow` (``to_row(event)``'s values in :data:`AUDIT_COLUMNS` order)."""
+    """``event``'s values in :data:`AUDIT_COLUMNS` order (``to_row(event)``'s values)."""
     return tuple(to_row(event).values())  # type: ignore[arg-type]  # audit fields are never None
 
 
+def decision_row(event: AuditEvent) -> AuditRow:
+    """``event`` as a decision's :data:`AuditRow` (:data:`DECISION_COLUMNS`); its admin fields must be empty."""
+    values = to_row(event)
+    if any(values[name] for name in ADMIN_COLUMNS):
+        raise ValueError("an admin action is not a decision: write it with append_audit")
+    return tuple(values[name] for name in DECISION_COLUMNS)  # type: ignore[misc]  # never None
+
+
 def row_event(row: AuditRow) -> AuditEvent:
-    """The event of an :data:`AuditRow`."""
-    return from_row(AuditEvent, dict(zip(AUDIT_COLUMNS, row, strict=True)))
+    """The event of a decision's :data:`AuditRow` (empty admin fields)."""
+    return from_row(AuditEvent, {**NO_ADMIN, **dict(zip(DECISION_COLUMNS, row, strict=True))})
 
 
 def from_row(cls: type[R], row: Mapping[str, Any]) -> R:

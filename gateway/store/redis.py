@@ -50,7 +50,16 @@ from gateway.store.base import (
     Usage,
     service_key_ref,
 )
-from gateway.store.codec import AUDIT_COLUMNS, AuditRow, audit_row, from_row, to_micros, to_row
+from gateway.store.codec import (
+    AUDIT_COLUMNS,
+    DECISION_COLUMNS,
+    NO_ADMIN,
+    AuditRow,
+    audit_row,
+    from_row,
+    to_micros,
+    to_row,
+)
 from gateway.store.errors import Conflict, NotFound, StoreConfigError, StoreError, StoreUnavailable
 from gateway.store.registry import mask_url, split_options
 from gateway.store.rules import check_cache_ttl, check_ttl, duplicate_name
@@ -549,7 +558,14 @@ class RedisStore:
 
     # -- audit -------------------------------------------------------------------------------
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
-        await self.append_audit_rows([audit_row(event) for event in events])
+        if not events:
+            return
+        with self._failures("appending audit events"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for event in events:
+                    fields = {name: str(value) for name, value in zip(AUDIT_COLUMNS, audit_row(event), strict=True)}
+                    pipe.xadd(self._audit, fields, maxlen=self._audit_maxlen, approximate=True)  # type: ignore[arg-type]
+                await pipe.execute()
 
     async def append_audit_rows(self, rows: Sequence[AuditRow]) -> None:
         if not rows:
@@ -557,8 +573,9 @@ class RedisStore:
         with self._failures("appending audit events"):
             async with self._client.pipeline(transaction=False) as pipe:
                 for row in rows:
-                    # The stream entry: every field as a string (audit fields are never None).
-                    fields = dict(zip(AUDIT_COLUMNS, map(str, row), strict=True))
+                    # The stream entry: every field as a string (audit fields are never None), the empty
+                    # admin ones too, so that every reader finds the fields of an event.
+                    fields = {**NO_ADMIN, **dict(zip(DECISION_COLUMNS, map(str, row), strict=True))}
                     pipe.xadd(self._audit, fields, maxlen=self._audit_maxlen, approximate=True)  # type: ignore[arg-type]
                 await pipe.execute()
 

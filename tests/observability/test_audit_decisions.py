@@ -1,20 +1,21 @@
-"""Decisions reported by the pipeline as tuples reach the store as complete audit events."""
+"""Decisions reported by the pipeline as store rows reach the store as complete audit events."""
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway.credentials.audit import AuditEvent, AuditResult
-from gateway.observability.audit import DECISION_COLUMNS, AuditTrail, Decision
+from gateway.observability.audit import AuditTrail
 from gateway.store import AuditQuery, Store, open_store
-from gateway.store.codec import AUDIT_COLUMNS
-from gateway.store.errors import StoreError
+from gateway.store.codec import ADMIN_COLUMNS, AUDIT_COLUMNS, DECISION_COLUMNS, AuditRow
+from gateway.store.errors import StoreError, StoreUnavailable
+from gateway.store.memory import MemoryStore
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -27,7 +28,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await opened.close()
 
 
+Decision = tuple[int, AuditResult, str, str, str, str, str, str, str, str, str, str, str]
+
+
 def decision(ns: int, result: AuditResult = AuditResult.ALLOW, reason: str = "ok", detail: str = "jwt") -> Decision:
+    """record_decision's arguments."""
     request = ("req-1", "user-api", "GET")
     return (ns, result, reason, *request, "jwt", "jti-7", "user:42", "acme", "10.0.0.9", "cli/2", detail)
 
@@ -36,14 +41,16 @@ async def written(store: Store) -> list[AuditEvent]:
     return await store.query_audit(AuditQuery(newest_first=False, limit=1000))
 
 
-def test_a_decision_fills_the_stores_columns_in_their_order() -> None:
-    assert DECISION_COLUMNS == AUDIT_COLUMNS
+def test_a_decision_fills_the_stores_columns_but_the_admin_ones_in_their_order() -> None:
+    assert DECISION_COLUMNS == tuple(name for name in AUDIT_COLUMNS if name not in ADMIN_COLUMNS)
+    assert DECISION_COLUMNS[-1] == "event_id"
+    assert DECISION_COLUMNS[:2] == ("time", "result")
 
 
 async def test_a_decision_is_written_with_every_field(store: Store) -> None:
     trail = AuditTrail(store)
     ns = time.time_ns()
-    trail.record_decision(decision(ns))
+    trail.record_decision(*decision(ns))
     assert await trail.flush() == 1
 
     (event,) = await written(store)
@@ -70,7 +77,7 @@ async def test_decisions_of_one_instant_get_distinct_ids_in_arrival_order(store:
     trail = AuditTrail(store)
     ns = time.time_ns()
     for index in range(3):
-        trail.record_decision(decision(ns, detail=f"d{index}"))
+        trail.record_decision(*decision(ns, detail=f"d{index}"))
     await trail.flush()
     events = await written(store)
     assert len({e.event_id for e in events}) == 3
@@ -80,9 +87,9 @@ async def test_decisions_of_one_instant_get_distinct_ids_in_arrival_order(store:
 async def test_events_and_decisions_are_written_in_arrival_order(store: Store) -> None:
     trail = AuditTrail(store)
     now = datetime.now(UTC)
-    trail.record_decision(decision(time.time_ns(), detail="first"))
+    trail.record_decision(*decision(time.time_ns(), detail="first"))
     trail.record(AuditEvent(time=now, result=AuditResult.ADMIN, admin="alice", action="tokens.revoke", detail="second"))
-    trail.record_decision(decision(time.time_ns(), AuditResult.DENY, "jwt.expired", "jwt: expired"))
+    trail.record_decision(*decision(time.time_ns(), AuditResult.DENY, "jwt.expired", "jwt: expired"))
     await trail.flush()
     events = await written(store)
     assert sorted(e.detail for e in events) == ["first", "jwt: expired", "second"]
@@ -97,8 +104,8 @@ async def test_a_refused_batch_is_kept_and_written_once_later(tmp_path: Path) ->
     trail = AuditTrail(store)
     try:
         ns = time.time_ns()
-        trail.record_decision(decision(ns, detail="a"))
-        trail.record_decision(decision(ns, detail="b"))
+        trail.record_decision(*decision(ns, detail="a"))
+        trail.record_decision(*decision(ns, detail="b"))
         await store.close()
         with pytest.raises(StoreError):
             await trail.flush()
@@ -110,3 +117,51 @@ async def test_a_refused_batch_is_kept_and_written_once_later(tmp_path: Path) ->
         assert len({e.event_id for e in events}) == 2
     finally:
         await store.close()
+
+
+async def test_an_id_has_24_hex_digits_whatever_the_time(store: Store) -> None:
+    trail = AuditTrail(store)
+    trail.record_decision(*decision(5))  # a clock at the epoch: the id is still zero-padded
+    await trail.flush()
+    (event,) = await written(store)
+    assert re.fullmatch("0{15}5[0-9a-f]{8}", event.event_id)
+
+
+async def test_batches_of_one_kind_and_of_both_kinds_keep_arrival_order(store: Store) -> None:
+    trail = AuditTrail(store, batch_size=2)
+    ns = time.time_ns()
+    for index in range(5):  # one kind only: taken without merging, in batches of 2
+        trail.record_decision(*decision(ns, detail=f"a{index}"))
+    for index, result in enumerate([AuditResult.DENY, AuditResult.ALLOW, AuditResult.WOULD_DENY, AuditResult.ALLOW]):
+        trail.record_decision(*decision(ns, result, detail=f"m{index}"))
+    assert await trail.flush() == 9
+    events = sorted(await written(store), key=lambda e: e.event_id)  # same instant: the id orders arrivals
+    assert [e.detail for e in events] == ["a0", "a1", "a2", "a3", "a4", "m0", "m1", "m2", "m3"]
+
+
+class RefusingRows(MemoryStore):
+    """A memory store whose decision writes fail while ``refuse`` is set (events are written)."""
+
+    refuse = True
+
+    async def append_audit_rows(self, rows: Sequence[AuditRow]) -> None:
+        if self.refuse:
+            raise StoreUnavailable("down")
+        await super().append_audit_rows(rows)
+
+
+async def test_a_batch_with_events_keeps_only_what_was_not_written() -> None:
+    store = RefusingRows()
+    trail = AuditTrail(store)
+    admin = AuditEvent(time=datetime.now(UTC), result=AuditResult.ADMIN, admin="alice", action="tokens.revoke")
+    trail.record_decision(*decision(time.time_ns(), detail="before"))
+    trail.record(admin)
+    trail.record_decision(*decision(time.time_ns(), AuditResult.DENY, "jwt.expired", "after"))
+    with pytest.raises(StoreError):
+        await trail.flush()
+    assert await written(store) == [admin]  # the admin action is written, the decisions wait
+    assert trail.pending == 2
+    store.refuse = False
+    assert await trail.flush() == 2
+    events = await written(store)
+    assert sorted(e.detail for e in events) == ["", "after", "before"]  # nothing twice
