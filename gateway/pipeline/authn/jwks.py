@@ -10,6 +10,9 @@ The set is cached and refreshed:
   with a random ``kid`` cannot make the gateway hammer the identity provider);
 - single-flight: concurrent callers share one fetch.
 
+``generation`` counts the fetches that changed the key set (a key added, withdrawn or
+replaced): the JWT authenticator's memory of verified tokens never outlives it.
+
 A failed refresh keeps the keys already held. With no keys at all the gateway
 cannot decide and answers 503 (:class:`~gateway.pipeline.base.AuthUnavailable`).
 
@@ -150,6 +153,8 @@ class JwksKeys:
         self.max_bytes = max_bytes
         self.clock = clock
         self.fetches = 0  # successful and failed attempts, for tests and metrics
+        # Counts changes of the key set: the JWT authenticator forgets tokens it verified with an older one.
+        self.generation = 0
         self._session = session
         self._owns_session = session is None
         self._keys: dict[str | None, tuple[JwtKey, str | None]] = {}
@@ -225,6 +230,8 @@ class JwksKeys:
         except Exception as exc:  # any failure leaves the held keys in place
             log.warning("JWKS fetch failed", extra={"url": self.url, "error": f"{exc.__class__.__name__}: {exc}"})
             return False
+        if keys != self._keys:  # cryptography's public keys compare by value: an unchanged set is no change
+            self.generation += 1
         self._keys = keys
         self._loaded = True
         self._fetched_at = self.clock()

@@ -18,12 +18,17 @@ Hardening, beyond what PyJWT checks by default::
 With several providers the token's (unverified) ``iss`` picks one; the
 signature and every claim are then checked against that provider only.
 
-A verified token is remembered (by its SHA-256, bounded, ``cache_size``) for at
-most ``cache_ttl`` seconds and never past its ``exp`` (plus leeway): a client
-presents the same token on every request, and verifying it again costs an RSA or
-EC operation plus PyJWT's parsing (~250 µs for RS256 here) for the same answer.
-The TTL bounds how long a token signed by a key that has just been withdrawn
-keeps working; the JWKS refresh interval bounds that already.
+A verified token is remembered (bounded, ``cache_size``) for at most
+``cache_ttl`` seconds, never past its ``exp`` (plus leeway) and never past a
+change of its provider's JWKS (a refresh that brings a different key set): a
+client presents the same token on every request, and verifying it again costs an
+RSA or EC operation plus PyJWT's parsing (~250 µs for RS256 here) for the same
+answer. The memory is keyed by the whole ``Authorization`` header value: a hit
+needs neither the token68 check of :func:`bearer_token` nor a hash of the token
+(both are functions of that value, and an entry is only made for a value that
+passed them), so it costs one dict lookup and a clock read. The TTL bounds how
+long a token keeps working after a key was withdrawn at a provider whose JWKS
+the gateway has not fetched again yet.
 Claims map to the principal: ``sub`` -> subject, the configured tenant claim ->
 tenant, ``scope`` (space-separated) and ``scp`` (list or string) -> scopes.
 """
@@ -32,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -62,7 +66,7 @@ from gateway.pipeline.authn.bearer import (
     bearer_token,
     looks_like_jwt,
 )
-from gateway.pipeline.authn.jwks import JwtKey, JwtKeySource
+from gateway.pipeline.authn.jwks import JwksKeys, JwtKey, JwtKeySource
 from gateway.pipeline.base import AuthError, AuthMethod, CredentialKind, Principal, RequestView
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
@@ -147,28 +151,35 @@ class JwtAuthenticator:
         self.cache_size = cache_size
         self.cache_ttl = cache_ttl
         self.clock = clock
-        self._verified: dict[bytes, tuple[Principal, float]] = {}  # sha256(token) -> (principal, good until)
+        # Authorization header value -> (principal, good until, the JWKS it was verified with or None for
+        # static keys, that JWKS's generation then). A str key: Python's str hash is keyed per process
+        # (SipHash), so clients cannot flood it with colliding values; a hit compares the whole value.
+        self._verified: dict[str, tuple[Principal, float, JwksKeys | None, int]] = {}
 
     @staticmethod
     def _fail(reason: str, log_detail: str) -> AuthError:
         return AuthError(reason, log_detail=log_detail, www_authenticate=bearer_error_challenge())
 
     async def authenticate(self, request: RequestView) -> Principal | None:
+        headers = request.headers
+        # The remembered answer for this exact header value. One Authorization header only: with more,
+        # bearer_token refuses the request, and only a value that bearer_token accepted is remembered.
+        values: Sequence[str] = headers.getall("Authorization", ())
+        if len(values) == 1:
+            remembered = self._verified.get(values[0])
+            if remembered is not None:
+                principal, until, jwks, generation = remembered
+                if self.clock() < until and (jwks is None or jwks.generation == generation):
+                    return principal
+                del self._verified[values[0]]
         try:
-            token = bearer_token(request.headers)
+            token = bearer_token(headers)
         except MalformedBearer as exc:
             raise self._fail("jwt.malformed", str(exc)) from None
         if token is None or not looks_like_jwt(token):
             return None
         if len(token) > self.max_token_length:
             raise self._fail("jwt.malformed", f"token longer than {self.max_token_length} characters")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest() if self.cache_size else None
-        if digest is not None:
-            remembered = self._verified.get(digest)
-            if remembered is not None:
-                if self.clock() < remembered[1]:
-                    return remembered[0]
-                del self._verified[digest]
         segments = token.split(".")
         if len(segments) != 3:
             raise self._fail("jwt.malformed", f"{len(segments)} segments, a JWS has 3")
@@ -192,6 +203,9 @@ class JwtAuthenticator:
             raise self._fail("jwt.malformed", "kid is not a short string")
 
         found = await provider.keys.key_for(kid)
+        # The key set the key came from (nothing suspends from here on): a remembered answer lasts as long.
+        jwks = provider.keys if isinstance(provider.keys, JwksKeys) else None
+        generation = jwks.generation if jwks is not None else 0
         if found is None:
             raise self._fail("jwt.kid_unknown", f"no key {kid!r} for {provider.issuer}")
         key, key_alg = found
@@ -200,17 +214,19 @@ class JwtAuthenticator:
 
         claims = self._decode(token, key, alg, provider)
         principal = _principal(claims, provider)
-        if digest is not None:
-            self._remember(digest, principal, provider)
+        if self.cache_size:
+            self._remember(values[0], principal, provider, jwks, generation)
         return principal
 
-    def _remember(self, digest: bytes, principal: Principal, provider: JwtProvider) -> None:
+    def _remember(
+        self, header: str, principal: Principal, provider: JwtProvider, jwks: JwksKeys | None, generation: int
+    ) -> None:
         until = self.clock() + self.cache_ttl
         if principal.expires_at is not None:
             until = min(until, principal.expires_at + provider.leeway)  # PyJWT accepts it until exp + leeway
         if len(self._verified) >= self.cache_size:
             del self._verified[next(iter(self._verified))]  # the oldest entry
-        self._verified[digest] = (principal, until)
+        self._verified[header] = (principal, until, jwks, generation)
 
     def _provider(self, payload_segment: str) -> JwtProvider:
         if len(self.providers) == 1:
