@@ -56,10 +56,18 @@ PRUNE_INTERVAL = 3600.0
 CLOSE_TIMEOUT = 5.0
 _DROP_LOG_INTERVAL = 10.0
 
-_Entry = tuple[int, AuditResult, AuditEvent | AuditRow]  # (arrival order, result, event or decision row)
+# (arrival order, event or decision row). No AuditResult member in it: an entry of a decision holds only
+# ints and strings, so the garbage collector stops tracking it at its first pass instead of walking the
+# whole buffer in every older-generation collection (longer pauses on the event loop).
+_Entry = tuple[int, AuditEvent | AuditRow]
 _ID_SUFFIX: Final = 0xFFFFFFFF
 
 _RESULT_TEXT: Final = {result: result.value for result in AuditResult}
+_RESULT_OF_TEXT: Final = {result.value: result for result in AuditResult}
+
+
+def _result(item: AuditEvent | AuditRow) -> AuditResult:
+    return item.result if isinstance(item, AuditEvent) else _RESULT_OF_TEXT[str(item[1])]
 
 
 class AuditSink(Protocol):
@@ -188,7 +196,7 @@ class AuditTrail:
             detail,
             "%024x" % ((ns << 32) | (arrival & _ID_SUFFIX)),  # half the cost of an f-string
         )
-        (self._successes if result is AuditResult.ALLOW else self._kept).append((arrival, result, row))
+        (self._successes if result is AuditResult.ALLOW else self._kept).append((arrival, row))
         pending = len(self._successes) + len(self._kept)
         if pending > self.capacity:
             self._shed()
@@ -198,7 +206,7 @@ class AuditTrail:
 
     def _queue(self, result: AuditResult, item: AuditEvent) -> None:
         self._arrivals += 1
-        (self._successes if result is AuditResult.ALLOW else self._kept).append((self._arrivals, result, item))
+        (self._successes if result is AuditResult.ALLOW else self._kept).append((self._arrivals, item))
         pending = len(self._successes) + len(self._kept)
         if pending > self.capacity:
             self._shed()
@@ -219,7 +227,8 @@ class AuditTrail:
     def _shed(self) -> None:
         """Drop events until the buffer fits: the oldest successes first, then the oldest of the rest."""
         while self.pending > self.capacity:
-            _, result, _ = self._successes.popleft() if self._successes else self._kept.popleft()
+            _, item = self._successes.popleft() if self._successes else self._kept.popleft()
+            result = _result(item)
             self.dropped[result] += 1
             self.metrics.dropped_by_result[result].inc()
             self._unlogged_drops += 1
@@ -258,7 +267,7 @@ class AuditTrail:
     def _put_back(self, batch: list[_Entry]) -> None:
         """Return a batch the store refused to the front of the buffer (it is older than the rest)."""
         for entry in reversed(batch):
-            (self._successes if entry[1] is AuditResult.ALLOW else self._kept).appendleft(entry)
+            (self._successes if _result(entry[1]) is AuditResult.ALLOW else self._kept).appendleft(entry)
         if self.pending > self.capacity:
             self._shed()
 
@@ -272,12 +281,12 @@ class AuditTrail:
             while remaining > 0 and self.pending:
                 batch = self._take(min(self.batch_size, remaining))
                 remaining -= len(batch)
-                rows = [item for _, _, item in batch if type(item) is tuple]
+                rows = [item for _, item in batch if type(item) is tuple]
                 try:
                     if len(rows) < len(batch):  # events (admin actions, the admin API's refusals): rare
-                        events = [item for _, _, item in batch if isinstance(item, AuditEvent)]
+                        events = [item for _, item in batch if isinstance(item, AuditEvent)]
                         await self.store.append_audit(events)
-                        batch = [entry for entry in batch if type(entry[2]) is tuple]  # what is left to write
+                        batch = [entry for entry in batch if type(entry[1]) is tuple]  # what is left to write
                         written += len(events)
                         self.metrics.written.inc(len(events))
                     if rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -165,3 +166,14 @@ async def test_a_batch_with_events_keeps_only_what_was_not_written() -> None:
     assert await trail.flush() == 2
     events = await written(store)
     assert sorted(e.detail for e in events) == ["", "after", "before"]  # nothing twice
+
+
+async def test_a_buffered_decision_is_not_walked_by_the_garbage_collector(store: Store) -> None:
+    trail = AuditTrail(store)
+    trail.record_decision(*decision(time.time_ns()))
+    trail.record_decision(*decision(time.time_ns(), AuditResult.DENY, "jwt.expired", "jwt: expired"))
+    gc.collect()  # the row: only ints and strings, no longer tracked
+    gc.collect()  # then its entry: (arrival, row)
+    # Never part of an older generation's walk, however long the buffer.
+    assert not any(gc.is_tracked(entry) for entry in (*trail._successes, *trail._kept))
+    assert await trail.flush() == 2
