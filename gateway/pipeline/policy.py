@@ -139,16 +139,6 @@ class AuthOutcome:
         self.response = response  # answered by the gateway (CORS preflight): send this, forward nothing
 
 
-class _State:
-    __slots__ = ("principal", "method", "refusal", "cors_headers")
-
-    def __init__(self) -> None:
-        self.principal: Principal | None = None
-        self.method = NO_METHOD
-        self.refusal: AuthError | None = None
-        self.cors_headers: dict[str, str] | None = None
-
-
 class RoutePolicy:
     """One route's policy, precomputed at start-up (see the module docstring)."""
 
@@ -181,29 +171,80 @@ class RoutePolicy:
         self.metrics = metrics
         self.audit = audit
         self.audit_allowed = settings.audit == "all"
+        # Checks before any credential; a route without them goes straight to its authenticators.
+        self.screened = self.ip is not None or self.origins is not None or self.cors is not None
 
     # -- the decision ------------------------------------------------------------------------
+    # One coroutine and plain locals: every request of every authenticated route runs this, and a nested
+    # coroutine, a state object or a call per step each cost more than the bookkeeping they would tidy.
     async def evaluate(self, request: web.Request, client_ip: str, request_id: str) -> AuthOutcome:
         """Decide; raise the refusal (a :class:`AuthError`) or return how the request goes on."""
         started = perf_counter()
         view = RequestView(request, client_ip)
-        state = _State()
+        principal: Principal | None = None
+        method = NO_METHOD
+        refusal: AuthError | None = None  # log_only: the first refusal (the request goes on)
+        cors_headers: dict[str, str] | None = None
         try:
-            response = await self._decide(view, state, request_id)
+            if self.screened:
+                refusal, cors_headers, preflight = self._screen(view, request_id)
+                if preflight is not None:
+                    self.metrics.observe_auth(
+                        self.route, NO_METHOD, "allow", PREFLIGHT, self.mode, perf_counter() - started
+                    )
+                    return AuthOutcome(None, view, cors_headers, preflight)
+            for authenticator in self.authenticators:
+                try:
+                    found = await authenticator.authenticate(view)
+                except AuthError as error:
+                    method = authenticator.name
+                    refusal = self._refuse(refusal, error)
+                    break  # log_only: this credential decided; nothing more to check
+                if found is not None:
+                    method = authenticator.name
+                    principal = found
+                    if self.scopes is not None:
+                        try:
+                            self.scopes.authorize(view.method, principal)
+                        except AccessDenied as error:
+                            refusal = self._refuse(refusal, error)
+                    break
+            else:
+                if self.authenticators and not (self.anonymous and not self._needs_scopes(view.method)):
+                    refusal = self._refuse(
+                        refusal,
+                        AuthError(
+                            "auth.required",
+                            log_detail="no credential of an accepted kind",
+                            www_authenticate=self.challenge,
+                        ),
+                    )
         except AuthError as error:
-            if state.cors_headers is not None:
-                error.headers.update(state.cors_headers)  # so the browser lets the page read the refusal
-            self._report(request, client_ip, request_id, state, AuditResult.DENY, error, perf_counter() - started)
+            if cors_headers is not None:
+                error.headers.update(cors_headers)  # so the browser lets the page read the refusal
+            self._report(
+                request, client_ip, request_id, principal, method, AuditResult.DENY, error, perf_counter() - started
+            )
             raise
-        if response is not None:
-            self.metrics.observe_auth(self.route, NO_METHOD, "allow", PREFLIGHT, self.mode, perf_counter() - started)
-            return AuthOutcome(None, view, state.cors_headers, response)
-        result = AuditResult.ALLOW if state.refusal is None else AuditResult.WOULD_DENY
-        self._report(request, client_ip, request_id, state, result, state.refusal, perf_counter() - started)
-        return AuthOutcome(state.principal, view, state.cors_headers)
+        if refusal is None:
+            self._report(
+                request, client_ip, request_id, principal, method, AuditResult.ALLOW, None, perf_counter() - started
+            )
+        else:
+            self._report(
+                request,
+                client_ip,
+                request_id,
+                principal,
+                method,
+                AuditResult.WOULD_DENY,
+                refusal,
+                perf_counter() - started,
+            )
+        return AuthOutcome(principal, view, cors_headers)
 
-    def _refuse(self, state: _State, error: AuthError) -> None:
-        """Enforce: the refusal is the answer. Log only: remember the first one, go on deciding."""
+    def _refuse(self, first: AuthError | None, error: AuthError) -> AuthError:
+        """Enforce: raise the refusal, it is the answer. Log only: return the first one, to go on deciding."""
         if self.enforce or isinstance(error, SignedBodyTooLarge | AuthUnavailable):
             try:
                 raise error
@@ -212,52 +253,33 @@ class RoutePolicy:
                 # reference cycle per refusal, freed only by the garbage collector (long pauses under a
                 # flood of bad credentials or while an auth backend is down).
                 del error
-        if state.refusal is None:
-            state.refusal = error
+        return error if first is None else first
 
-    async def _decide(self, view: RequestView, state: _State, request_id: str) -> web.Response | None:
+    def _screen(
+        self, view: RequestView, request_id: str
+    ) -> tuple[AuthError | None, dict[str, str] | None, web.Response | None]:
+        """The checks before any credential: (log_only's refusal, CORS headers, the preflight's answer)."""
+        refusal: AuthError | None = None
+        cors_headers: dict[str, str] | None = None
         if self.ip is not None:
             try:
                 self.ip.authorize(view)
             except AccessDenied as error:
-                self._refuse(state, error)
+                refusal = self._refuse(refusal, error)
         headers = view.headers
         if self.origins is not None or self.cors is not None:
             origin = headers.get("Origin")
             if origin is not None:
                 if self.origins is not None and not self.origins.allows(origin):
-                    self._refuse(state, AccessDenied("origin.denied", log_detail=f"origin {origin[:200]!r}"))
+                    refusal = self._refuse(
+                        refusal, AccessDenied("origin.denied", log_detail=f"origin {origin[:200]!r}")
+                    )
                 if self.cors is not None:
-                    state.cors_headers = self.cors.response_headers(origin)
+                    cors_headers = self.cors.response_headers(origin)
                     if view.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
-                        return self.cors.preflight(origin, request_id)  # no credential on a preflight, ever
-
-        for authenticator in self.authenticators:
-            try:
-                principal = await authenticator.authenticate(view)
-            except AuthError as error:
-                state.method = authenticator.name
-                self._refuse(state, error)
-                return None
-            if principal is not None:
-                state.method = authenticator.name
-                state.principal = principal
-                break
-        else:
-            if self.authenticators and not (self.anonymous and not self._needs_scopes(view.method)):
-                self._refuse(
-                    state,
-                    AuthError(
-                        "auth.required", log_detail="no credential of an accepted kind", www_authenticate=self.challenge
-                    ),
-                )
-            return None
-        if self.scopes is not None and state.principal is not None:
-            try:
-                self.scopes.authorize(view.method, state.principal)
-            except AccessDenied as error:
-                self._refuse(state, error)
-        return None
+                        # No credential on a preflight, ever.
+                        return refusal, cors_headers, self.cors.preflight(origin, request_id)
+        return refusal, cors_headers, None
 
     def _needs_scopes(self, method: str) -> bool:
         return self.scopes is not None and bool(self.scopes.required(method))
@@ -268,13 +290,12 @@ class RoutePolicy:
         request: web.Request,
         client_ip: str,
         request_id: str,
-        state: _State,
+        principal: Principal | None,
+        method: str,
         result: AuditResult,
         error: AuthError | None,
         duration: float,
     ) -> None:
-        principal = state.principal
-        method = state.method
         if error is None:
             reason = ALLOWED if principal is not None else ANONYMOUS
             # AuditResult is a StrEnum: the member is its label value.
