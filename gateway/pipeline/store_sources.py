@@ -18,6 +18,9 @@ served.
 A store that cannot answer is :class:`~gateway.pipeline.base.AuthUnavailable`
 (503 with ``Retry-After``): the gateway fails closed, in every mode.
 
+On a cache hit ``StoreTokens.peek`` / ``StoreApiKeys.peek`` answer synchronously (no
+coroutine); the authenticators await ``lookup`` only when they answer ``None``.
+
 Usage (``usage_count``, ``last_used``) is counted when a token or API key that is
 usable (not revoked, not expired) is presented, whatever the route then decides;
 the counts go to the store in batches (:class:`~gateway.store.usage.UsageRecorder`).
@@ -282,30 +285,43 @@ class StoreServiceKeys:
 
 
 class StoreTokens:
-    """:class:`~gateway.pipeline.sources.TokenSource` over the credential cache; usage counted in batches."""
+    """:class:`~gateway.pipeline.sources.TokenSource` over the credential cache; usage counted in batches.
+
+    :meth:`peek` is :meth:`lookup` without a coroutine, for a record the cache holds: the
+    authenticator tries it first and awaits :meth:`lookup` only when it answers ``None``.
+    """
 
     def __init__(self, cache: CredentialCache, usage: UsageRecorder | None = None) -> None:
         self.cache = cache
         self.usage = usage
-        self._derived = _Derived()
+        # hash -> (the cached record, its conversion): converted again when the cache returns another object
+        self._converted: dict[str, tuple[ServiceToken, TokenRecord]] = {}
+
+    def peek(self, token_hash: str) -> TokenRecord | None:
+        """What :meth:`lookup` answers when the cache holds the record; ``None``: not in memory, await it."""
+        record = self.cache.peek_token(token_hash)
+        return None if record is None else self._answer(token_hash, record)
 
     async def lookup(self, token_hash: str) -> TokenRecord | None:
         try:
             record = await self.cache.token(token_hash)
         except StoreError as exc:
             raise _unavailable(exc, "service token") from None
-        if record is None:
-            return None
-        converted = self._derived.get(token_hash, record)
-        if not isinstance(converted, TokenRecord):
-            converted = _token_record(record)
-            self._derived.put(token_hash, record, converted)
+        return None if record is None else self._answer(token_hash, record)
+
+    def _answer(self, token_hash: str, record: ServiceToken) -> TokenRecord:
+        converted = self._converted.get(token_hash)
+        if converted is None or converted[0] is not record:  # a new or refreshed record: convert it again
+            if len(self._converted) >= MAX_DERIVED:
+                self._converted.clear()
+            converted = self._converted[token_hash] = (record, _token_record(record))
+        found = converted[1]
         if self.usage is not None:
             # record.usable_at(now), from the converted record: no datetime per request.
             now = time.time()
-            if not converted.revoked and (converted.expires_at is None or now < converted.expires_at):
+            if not found.revoked and (found.expires_at is None or now < found.expires_at):
                 self.usage.count_token(token_hash, now)
-        return converted
+        return found
 
 
 def _token_record(token: ServiceToken) -> TokenRecord:
@@ -320,30 +336,41 @@ def _token_record(token: ServiceToken) -> TokenRecord:
 
 
 class StoreApiKeys:
-    """:class:`~gateway.pipeline.sources.ApiKeySource` over the credential cache; usage counted in batches."""
+    """:class:`~gateway.pipeline.sources.ApiKeySource` over the credential cache; usage counted in batches.
+
+    :meth:`peek` is :meth:`lookup` without a coroutine, as for :class:`StoreTokens`.
+    """
 
     def __init__(self, cache: CredentialCache, usage: UsageRecorder | None = None) -> None:
         self.cache = cache
         self.usage = usage
-        self._derived = _Derived()
+        self._converted: dict[str, tuple[ApiCredential, ApiClientRecord]] = {}  # as for StoreTokens
+
+    def peek(self, key_hash: str) -> ApiClientRecord | None:
+        """What :meth:`lookup` answers when the cache holds the key; ``None``: not in memory, await it."""
+        found = self.cache.peek_api_key(key_hash)
+        return None if found is None else self._answer(key_hash, found)
 
     async def lookup(self, key_hash: str) -> ApiClientRecord | None:
         try:
             found = await self.cache.api_key(key_hash)
         except StoreError as exc:
             raise _unavailable(exc, "API key") from None
-        if found is None:
-            return None
-        converted = self._derived.get(key_hash, found)
-        if not isinstance(converted, ApiClientRecord):
-            converted = _api_client_record(found)
-            self._derived.put(key_hash, found, converted)
+        return None if found is None else self._answer(key_hash, found)
+
+    def _answer(self, key_hash: str, found: ApiCredential) -> ApiClientRecord:
+        converted = self._converted.get(key_hash)
+        if converted is None or converted[0] is not found:  # a new or refreshed record: convert it again
+            if len(self._converted) >= MAX_DERIVED:
+                self._converted.clear()
+            converted = self._converted[key_hash] = (found, _api_client_record(found))
+        record = converted[1]
         if self.usage is not None:
             # found.key.usable_at(now), from the converted record: no datetime per request.
             now = time.time()
-            if not converted.revoked and (converted.expires_at is None or now < converted.expires_at):
+            if not record.revoked and (record.expires_at is None or now < record.expires_at):
                 self.usage.count_api_key(key_hash, now)
-        return converted
+        return record
 
 
 def _api_client_record(found: ApiCredential) -> ApiClientRecord:

@@ -18,6 +18,11 @@
   with an invalidation answers its callers but is not cached.
 - Store failures propagate (fail closed): nothing is cached from an error.
 
+Tokens and API keys, asked for on every request, also have a synchronous
+``peek_*``: the same answer as the lookup when the record is in memory and fresh
+(same hit counting, LRU order and background refresh), else ``None`` and the
+caller awaits the lookup. A cache hit then costs no coroutine at all.
+
 The cache returns records whatever their state: the caller decides with
 ``usable_at(now)`` (revoked, expired and retired credentials are refused there).
 """
@@ -42,6 +47,10 @@ V = TypeVar("V")
 # (what, id): an InvalidationKind (a str) for single records, or SERVICE_KEYS for a service's key list.
 CacheKey = tuple[str, str]
 SERVICE_KEYS = "service_keys"
+
+# Cache keys of the per-request kinds as module constants: one global load, not a global and a class attribute.
+_TOKEN = InvalidationKind.TOKEN
+_API_KEY = InvalidationKind.API_KEY
 
 DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_TTL = 10.0
@@ -103,6 +112,14 @@ class CredentialCache:
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self._flights: dict[CacheKey, _Flight] = {}
         self._subscription: Subscription | None = None
+        # token(hash) / api_key(hash) when the record is in memory and fresh, else None: await those.
+        # (``self.store`` is read at refresh time, like the lookups do.)
+        self.peek_token: Callable[[str], ServiceToken | None] = self._peeker(
+            _TOKEN, lambda token_hash: self.store.get_token(token_hash)
+        )
+        self.peek_api_key: Callable[[str], ApiCredential | None] = self._peeker(
+            _API_KEY, lambda key_hash: self.store.get_api_key(key_hash)
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -142,6 +159,31 @@ class CredentialCache:
         """Every key of a service (the legacy HMAC scheme tries each; a change to any of them drops the list)."""
         found = await self._lookup((SERVICE_KEYS, service_id), lambda: self.store.list_service_keys(service_id))
         return found or []
+
+    def _peeker(self, kind: str, fetch: Callable[[str], Awaitable[V | None]]) -> Callable[[str], V | None]:
+        """A synchronous ``_lookup`` for one kind that answers only a fresh positive entry.
+
+        The answer is counted and refreshed exactly as :meth:`_lookup` would; ``None`` means "not from
+        memory" and has no effect at all (no count, no LRU move), so the caller's awaited lookup then
+        does all of that. One closure per kind, so a hit costs a single Python call.
+        """
+
+        def peek(ident: str) -> V | None:
+            key = (kind, ident)
+            entry = self._entries.get(key)
+            if entry is None or entry.value is None:
+                return None
+            age = self._clock() - entry.stored_at
+            if age >= self.ttl:
+                return None
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+            if age >= self.ttl / 2 and key not in self._flights:
+                self._refresh_in_background(key, lambda: fetch(ident))
+            # The entry under this key was stored from ``fetch``: it holds a V. (No cast(): a call per hit.)
+            return entry.value  # type: ignore[return-value]
+
+        return peek
 
     async def _lookup(self, key: CacheKey, fetch: Callable[[], Awaitable[V | None]]) -> V | None:
         entry = self._entries.get(key)

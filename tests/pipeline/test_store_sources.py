@@ -1,4 +1,5 @@
-"""The store adapters remember which service keys are usable, but never past a key's start or end."""
+"""The store adapters remember which service keys are usable, but never past a key's start or end;
+their synchronous ``peek`` answers what ``lookup`` would, and counts usage the same way."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.credentials import ServiceKey, generate_kek
+from gateway.credentials import ApiClient, ApiKey, ServiceKey, ServiceToken, generate_kek
 from gateway.credentials.encryption import SecretBox
 from gateway.credentials.models import KeyState
-from gateway.pipeline.store_sources import StoreServiceKeys
+from gateway.pipeline.store_sources import StoreApiKeys, StoreServiceKeys, StoreTokens
 from gateway.store import open_store
 from gateway.store.cache import CredentialCache
+from gateway.store.usage import UsageRecorder
 
 SECRET = "5f2c" * 16
 BOX = SecretBox([generate_kek()])
@@ -69,3 +71,45 @@ async def test_a_retired_key_stops_verifying_at_once(cache: CredentialCache) -> 
     await cache.store.update_service_key(dataclasses.replace(key, state=KeyState.RETIRED))
     assert await keys.verification_keys("billing") == ()
     assert await keys.key_by_id("billing/k1") is None
+
+
+async def test_token_peek_agrees_with_lookup_and_counts_usage_once(cache: CredentialCache) -> None:
+    _, record = ServiceToken.issue(name="ci-deploy", owner="ci", expires=datetime.now(UTC) + timedelta(days=1))
+    await cache.store.create_token(record)
+    usage = UsageRecorder(cache.store)
+    tokens = StoreTokens(cache, usage)
+    assert tokens.peek(record.token_hash) is None and usage.pending == 0  # not in memory: nothing counted
+
+    found = await tokens.lookup(record.token_hash)
+    assert found is not None and tokens.peek(record.token_hash) is found  # same converted record
+    before = datetime.now(UTC)
+    assert tokens.peek(record.token_hash) is found
+    await usage.flush()
+    stored = await cache.store.get_token(record.token_hash)
+    assert stored is not None and stored.usage_count == 3
+    assert stored.last_used is not None and before <= stored.last_used <= datetime.now(UTC)
+
+    await cache.store.revoke_token(record.token_hash, reason="leak", at=datetime.now(UTC))
+    assert tokens.peek(record.token_hash) is None  # the revocation dropped it from memory
+    revoked = await tokens.lookup(record.token_hash)
+    assert revoked is not None and revoked.revoked and tokens.peek(record.token_hash) is revoked
+    assert usage.pending == 0  # a revoked token is not counted as used
+
+
+async def test_api_key_peek_agrees_with_lookup_and_counts_usage_once(cache: CredentialCache) -> None:
+    app = ApiClient.register(name="web-app", tenant="acme")
+    _, key = ApiKey.issue(app.client_id, expires=datetime.now(UTC) + timedelta(seconds=SOON))
+    await cache.store.register_client(app, [key])
+    usage = UsageRecorder(cache.store)
+    keys = StoreApiKeys(cache, usage)
+    assert keys.peek(key.key_hash) is None
+
+    found = await keys.lookup(key.key_hash)
+    assert found is not None and keys.peek(key.key_hash) is found
+    assert usage.pending == 1
+    await usage.flush()
+    await asyncio.sleep(SOON + 0.05)
+    assert keys.peek(key.key_hash) is found  # still the cached record, now expired: answered, not counted
+    assert usage.pending == 0
+    stored = await cache.store.get_api_key(key.key_hash)
+    assert stored is not None and stored.key.usage_count == 2

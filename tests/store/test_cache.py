@@ -249,3 +249,51 @@ async def test_revocation_on_one_replica_is_refused_on_another_within_a_second(s
         await cache_b.close()
         await replica_a.close()
         await replica_b.close()
+
+
+async def test_peek_answers_like_the_lookup_only_from_memory(
+    cache: CredentialCache, counting: CountingStore, clock: Clock
+) -> None:
+    record = token()
+    await counting.create_token(record)
+    assert cache.peek_token(record.token_hash) is None  # never seen: the caller awaits the lookup
+    assert cache.stats.hits == 0 and cache.stats.misses == 0 and counting.lookups == 0
+
+    found = await cache.token(record.token_hash)
+    assert cache.peek_token(record.token_hash) is found  # the very object the lookup answers
+    assert cache.stats.hits == 1 and counting.lookups == 1
+
+    assert cache.peek_token("0" * 64) is None
+    assert await cache.token("0" * 64) is None  # cached absence: peek leaves it to the lookup
+    hits = cache.stats.hits
+    assert cache.peek_token("0" * 64) is None and cache.stats.hits == hits
+
+    clock.now += 6  # past ttl/2: answered, and refreshed behind the caller's back, like the lookup
+    assert cache.peek_token(record.token_hash) is found
+    await asyncio.sleep(0.01)
+    assert counting.lookups == 3 and cache.stats.refreshes == 1
+
+    clock.now += 11  # past ttl: peek does not answer, the lookup goes to the store
+    assert cache.peek_token(record.token_hash) is None
+    assert await cache.token(record.token_hash) == record and counting.lookups == 4
+
+
+async def test_peek_sees_a_revocation_at_once(cache: CredentialCache, counting: CountingStore) -> None:
+    record = token()
+    await counting.create_token(record)
+    await cache.token(record.token_hash)
+    await counting.revoke_token(record.token_hash, reason="leak", at=NOW)
+    assert cache.peek_token(record.token_hash) is None  # dropped: the caller awaits the lookup
+    assert (found := await cache.token(record.token_hash)) is not None and found.revoked
+    assert cache.peek_token(record.token_hash) is found
+
+
+async def test_peek_api_key_follows_its_client(cache: CredentialCache, counting: CountingStore) -> None:
+    app = client()
+    key = api_key(app.client_id)
+    await counting.register_client(app, [key])
+    assert cache.peek_api_key(key.key_hash) is None
+    found = await cache.api_key(key.key_hash)
+    assert found is not None and cache.peek_api_key(key.key_hash) is found
+    cache.invalidate(Invalidation(InvalidationKind.API_CLIENT, app.client_id))
+    assert cache.peek_api_key(key.key_hash) is None

@@ -14,6 +14,12 @@ kept; a presented token is hashed and compared with every one of them in
 constant time. A bearer token that is neither an ``sk_`` token nor a static
 one is ``token.unknown``.
 
+A well-formed ``sk_`` token presented again, whose record the cache holds, takes a
+synchronous fast path (:meth:`ServiceTokenAuthenticator.authenticate`): one
+``Authorization`` header, ``Bearer <token>`` with a token parsed before, and the
+token source's ``peek``. Anything else takes the general path below it, so the
+answers (and reason codes) are the same.
+
 The shape, checksum and hash are the credential package's
 (:func:`gateway.credentials.tokens.parse_token`), so issuing and checking can
 never disagree about the format.
@@ -27,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 from gateway.credentials.errors import MalformedCredential
 from gateway.credentials.tokens import TokenKind
@@ -55,6 +61,14 @@ from gateway.pipeline.sources import TokenRecord, TokenSource
 SERVICE_TOKEN_PREFIX: Final = TokenKind.SERVICE_TOKEN.value
 MIN_STATIC_TOKEN_LENGTH: Final = 32
 MAX_OPAQUE_TOKEN_LENGTH: Final = 512
+
+
+@runtime_checkable
+class PeekableTokenSource(TokenSource, Protocol):
+    """A token source that can answer synchronously from memory (the store adapter over the cache)."""
+
+    def peek(self, token_hash: str) -> TokenRecord | None:
+        """What ``lookup`` would answer, if known without waiting; ``None``: await ``lookup``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +173,27 @@ class ServiceTokenAuthenticator:
         self.clock = clock
         self._shapes = ParsedTokens(TokenKind.SERVICE_TOKEN)
         self._principals = PerRecord(_issued_principal)
+        self._known = self._shapes.known
+        self._peek = tokens.peek if isinstance(tokens, PeekableTokenSource) else None
 
     @staticmethod
     def _fail(reason: str, log_detail: str, error: str = "invalid_token") -> AuthError:
         return AuthError(reason, log_detail=log_detail, www_authenticate=bearer_error_challenge(error))
 
     async def authenticate(self, request: RequestView) -> Principal | None:
+        # Fast path, no coroutine below this one: the only Authorization header is "Bearer <token>" and
+        # the token is one parsed before, so bearer_token() and the general path below would reach
+        # _checked() with the same token and hash (a parsed sk_ token is token68, has no dot and is short).
+        # The header's scheme in other spellings, a new token or a cache miss take the general path.
+        if self._peek is not None:
+            values = request.headers.getall("Authorization", ())
+            if len(values) == 1 and values[0].startswith("Bearer "):
+                parsed = self._known(values[0][7:].strip(" \t"))
+                if parsed is not None and (record := self._peek(parsed.hash)) is not None:
+                    return self._checked(record, request.client_ip)
+        return await self._authenticate(request)
+
+    async def _authenticate(self, request: RequestView) -> Principal | None:
         try:
             token = bearer_token(request.headers)
         except MalformedBearer as exc:
@@ -198,6 +227,10 @@ class ServiceTokenAuthenticator:
         record = await tokens.lookup(parsed.hash)
         if record is None:
             raise self._fail("token.unknown", "no service token with this hash")
+        return self._checked(record, client_ip)
+
+    def _checked(self, record: TokenRecord, client_ip: str) -> Principal:
+        """The decision on a token found in the store."""
         if record.revoked:
             raise self._fail("token.revoked", f"service token {record.token_id} is revoked")
         if record.expires_at is not None and record.expires_at <= self.clock():

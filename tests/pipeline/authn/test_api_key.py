@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from multidict import CIMultiDict
 
 from gateway.pipeline.authn.api_key import ApiKeyAuthenticator
 from gateway.pipeline.sources import ApiClientRecord
@@ -161,3 +162,42 @@ async def test_unknown_and_revoked_read_the_same_to_the_client(auth_client: Auth
     revoked = await decide(client, "GET", "/", headers={"X-API-Key": REVOKED})
     assert unknown["code"] == revoked["code"] == "apikey.invalid"
     assert unknown["detail"] == revoked["detail"]
+
+
+class RememberingApiKeys(MemoryApiKeySource):
+    """An API key source with the store adapter's ``peek``: answers from memory once a key was looked up."""
+
+    def __init__(self, records: dict[str, ApiClientRecord]) -> None:
+        super().__init__(records)
+        self.seen: set[str] = set()
+        self.peeks = 0
+
+    async def lookup(self, key_hash: str) -> ApiClientRecord | None:
+        self.seen.add(key_hash)
+        return await super().lookup(key_hash)
+
+    def peek(self, key_hash: str) -> ApiClientRecord | None:
+        self.peeks += 1
+        return self.records.get(key_hash) if key_hash in self.seen else None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_the_fast_path_decides_like_the_general_path(auth_client: AuthClientFactory, case: Case) -> None:
+    general = await auth_client(ApiKeyAuthenticator(api_keys(), clock=FakeClock(NOW)), client_ip=case.client_ip)
+    source = RememberingApiKeys(api_keys().records)
+    remembering = await auth_client(ApiKeyAuthenticator(source, clock=FakeClock(NOW)), client_ip=case.client_ip)
+    expected = await decide(general, "GET", case.path, headers=case.headers)
+    for _ in range(3):  # the first request takes the general path, the next ones the fast path where they can
+        assert await decide(remembering, "GET", case.path, headers=case.headers) == expected
+    if case.id in ("valid-sdk", "revoked", "expired", "origin-not-allowed"):
+        assert source.lookups == 1 and source.peeks == 2  # decided from memory after the first request
+
+
+async def test_the_fast_path_needs_exactly_one_key_header(auth_client: AuthClientFactory) -> None:
+    source = RememberingApiKeys(api_keys().records)
+    client = await auth_client(ApiKeyAuthenticator(source, clock=FakeClock(NOW)), client_ip="203.0.113.9")
+    assert (await decide(client, "GET", "/", headers={"X-API-Key": KEY}))["outcome"] == "principal"
+    twice = CIMultiDict([("X-API-Key", KEY), ("X-API-Key", KEY)])
+    assert (await decide(client, "GET", "/", headers=twice))["reason"] == "apikey.malformed"
+    padded = await decide(client, "GET", "/", headers={"X-API-Key": f" {KEY}\t"})
+    assert padded["outcome"] == "principal" and source.lookups == 1

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from multidict import CIMultiDict
 
 from gateway.credentials.tokens import generate_service_token, hash_token
 from gateway.pipeline.authn.service_token import ServiceTokenAuthenticator, StaticTokens
@@ -236,3 +237,58 @@ async def test_a_token_issued_by_the_credential_package_is_accepted(auth_client:
     result = await decide(client, "GET", "/", headers={"Authorization": f"Bearer {issued}"})
     assert (result["outcome"], result["credential_id"]) == ("principal", "tok-new")
     assert sha256(issued) == hash_token(issued)  # the store's key is the SHA-256 hex of the whole token
+
+
+class RememberingTokenSource(MemoryTokenSource):
+    """A token source with the store adapter's ``peek``: answers from memory once a token was looked up."""
+
+    def __init__(self, records: dict[str, TokenRecord]) -> None:
+        super().__init__(records)
+        self.seen: set[str] = set()
+        self.peeks = 0
+
+    async def lookup(self, token_hash: str) -> TokenRecord | None:
+        self.seen.add(token_hash)
+        return await super().lookup(token_hash)
+
+    def peek(self, token_hash: str) -> TokenRecord | None:
+        self.peeks += 1
+        return self.records.get(token_hash) if token_hash in self.seen else None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_the_fast_path_decides_like_the_general_path(auth_client: AuthClientFactory, case: Case) -> None:
+    general = await auth_client(
+        ServiceTokenAuthenticator(token_source(), static=static_tokens(), clock=FakeClock(NOW)),
+        client_ip=case.client_ip,
+    )
+    source = RememberingTokenSource(token_source().records)
+    remembering = await auth_client(
+        ServiceTokenAuthenticator(source, static=static_tokens(), clock=FakeClock(NOW)), client_ip=case.client_ip
+    )
+    expected = await decide(general, "GET", "/v1/deploy", headers=case.headers)
+    for _ in range(3):  # the first request takes the general path, the next ones the fast path where they can
+        assert await decide(remembering, "GET", "/v1/deploy", headers=case.headers) == expected
+    if case.id in ("valid-checksummed", "revoked", "expired", "ip-not-allowed"):
+        assert source.lookups == 1 and source.peeks == 2  # decided from memory after the first request
+
+
+async def test_the_fast_path_needs_exactly_one_bearer_header(auth_client: AuthClientFactory) -> None:
+    source = RememberingTokenSource(token_source().records)
+    client = await auth_client(ServiceTokenAuthenticator(source, clock=FakeClock(NOW)))
+    assert (await decide(client, "GET", "/", headers={"Authorization": f"Bearer {GOOD}"}))["outcome"] == "principal"
+    twice = CIMultiDict([("Authorization", f"Bearer {GOOD}"), ("Authorization", f"Bearer {GOOD}")])
+    result = await decide(client, "GET", "/", headers=twice)
+    assert (result["reason"], result["log_detail"]) == ("token.malformed", "more than one Authorization header")
+    tabbed = await decide(client, "GET", "/", headers={"Authorization": f"Bearer \t{GOOD}\t"})
+    assert tabbed["outcome"] == "principal" and tabbed["credential_id"] == "tok-1"
+
+
+async def test_a_revocation_reaches_the_fast_path(auth_client: AuthClientFactory) -> None:
+    source = RememberingTokenSource(token_source().records)
+    client = await auth_client(ServiceTokenAuthenticator(source, clock=FakeClock(NOW)))
+    headers = {"Authorization": f"Bearer {GOOD}"}
+    assert (await decide(client, "GET", "/", headers=headers))["outcome"] == "principal"
+    assert (await decide(client, "GET", "/", headers=headers))["outcome"] == "principal"
+    source.records[sha256(GOOD)] = TokenRecord("tok-1", "ci-runner", revoked=True)  # what peek answers now
+    assert (await decide(client, "GET", "/", headers=headers))["reason"] == "token.revoked"
