@@ -9,9 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.credentials.tokens import generate_service_token, hash_token
+from gateway.pipeline.authn.bearer import _TOKEN68 as TOKEN68
+from gateway.pipeline.authn.bearer import (
+    MAX_TOKEN_LENGTH,
+    REMEMBER_MAX_ENTRIES,
+    REMEMBER_MAX_LENGTH,
+    MalformedBearer,
+    bearer_token,
+)
+from gateway.pipeline.authn.bearer import _valid as bearer_valid
 from gateway.pipeline.authn.service_token import ServiceTokenAuthenticator, StaticTokens
 from gateway.pipeline.sources import TokenRecord
 from tests.pipeline.conftest import AuthClientFactory, FakeClock, MemoryTokenSource, decide
@@ -292,3 +301,46 @@ async def test_a_revocation_reaches_the_fast_path(auth_client: AuthClientFactory
     assert (await decide(client, "GET", "/", headers=headers))["outcome"] == "principal"
     source.records[sha256(GOOD)] = TokenRecord("tok-1", "ci-runner", revoked=True)  # what peek answers now
     assert (await decide(client, "GET", "/", headers=headers))["reason"] == "token.revoked"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["Basic dXNlcjpwYXNz"],
+        [f"Bearer {GOOD}"],
+        [f"bearer {GOOD}"],
+        [f"BEARER \t{GOOD} "],
+        ["Bearer"],
+        ["Bearer "],
+        ["Bearer sk_abc def"],
+        ["Bearer sk_é€"],
+        ["Bearer " + "a" * (MAX_TOKEN_LENGTH + 1)],
+        ["Bearer " + "a" * REMEMBER_MAX_LENGTH + "=="],
+        [f"Bearer {GOOD}", f"Bearer {GOOD}"],
+        ["Basic dXNlcjpwYXNz", f"Bearer {GOOD}"],
+        ["Basic dXNlcjpwYXNz", "Basic Zm9vOmJhcg=="],
+    ],
+)
+def test_bearer_token_answers_the_same_every_time(values: list[str]) -> None:
+    headers = CIMultiDictProxy(CIMultiDict([("Authorization", value) for value in values]))
+
+    def answer() -> str | None:
+        try:
+            return bearer_token(headers)
+        except MalformedBearer as exc:
+            return f"malformed: {exc}"
+
+    first = answer()
+    assert [answer() for _ in range(3)] == [first] * 3  # remembered tokens answer as the checks did
+    if len(values) == 1 and values[0][:7].lower() == "bearer ":
+        token = values[0][7:].strip(" \t")
+        assert (first == token) == bool(TOKEN68.fullmatch(token)) or len(token) > MAX_TOKEN_LENGTH
+
+
+def test_remembered_bearer_tokens_are_bounded() -> None:
+    for index in range(REMEMBER_MAX_ENTRIES + 10):
+        bearer_token(CIMultiDictProxy(CIMultiDict(Authorization=f"Bearer t{index}")))
+    assert 0 < len(bearer_valid) <= REMEMBER_MAX_ENTRIES
+    bearer_token(CIMultiDictProxy(CIMultiDict(Authorization="Bearer " + "b" * (REMEMBER_MAX_LENGTH + 1))))
+    assert "b" * (REMEMBER_MAX_LENGTH + 1) not in bearer_valid
