@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.backend import cache as cache_module
 from gateway.backend.cache import ABSENT_MEMO, DecisionCache, purge_all, purge_token, shared_key, token_digest
 from gateway.backend.client import BackendClient, BackendLimits
 from gateway.backend.errors import BackendError, CircuitOpen
@@ -21,6 +22,7 @@ from gateway.backend.introspect import Rfc7662Introspection
 from gateway.backend.metrics import BackendMetrics
 from gateway.pipeline.authn.introspection import introspected_principal
 from gateway.store import Store, open_store
+from gateway.store.base import Invalidation, InvalidationKind
 from gateway.store.memory import MemoryStore
 from tests.fakes.identity_service import IdentityService
 
@@ -364,3 +366,60 @@ async def test_while_open_an_unknown_token_costs_one_shared_lookup_per_second(
     with pytest.raises(CircuitOpen):
         await cache.decide("never-seen")
     assert counted(metrics, "shared", "miss") == before + 2
+
+
+# -- the warm path without a coroutine (DecisionCache.fresh) -------------------------------------
+
+
+async def test_fresh_gives_what_decide_gives_for_a_warm_token_and_nothing_else(
+    make_cache: CacheFactory, identity: IdentityService, metrics: BackendMetrics
+) -> None:
+    identity.add("tok")
+    cache = make_cache(MemoryStore(), negative_ttl=5)
+    assert cache.fresh("tok") is None and cache.fresh("nobody") is None  # cold: decide() asks
+    entry, _ = await cache.decide("tok")
+    inactive, _ = await cache.decide("nobody")
+    hits = counted(metrics, "memory", "hit")
+    for _ in range(3):  # the second time on, the digest comes from the memo
+        assert cache.fresh("tok") is entry and entry.principal is not None
+        assert cache.fresh("nobody") is inactive and inactive.principal is None
+    assert counted(metrics, "memory", "hit") == hits + 6
+    assert counted(metrics, "memory", "miss") == 2  # only decide() counts misses
+    assert identity.calls["introspect"] == 2
+
+
+async def test_fresh_is_nothing_once_the_decision_is_stale_or_purged(
+    make_cache: CacheFactory, identity: IdentityService
+) -> None:
+    identity.add("tok", ttl=3600)
+    identity.add("other", ttl=3600)
+    cache = make_cache(max_ttl=0.2, max_grace=60)
+    await cache.decide("tok")
+    await cache.decide("other")
+    assert cache.fresh("tok") is not None and cache.fresh("other") is not None
+    await asyncio.sleep(0.25)
+    assert cache.fresh("tok") is None  # kept for a stale grace, but not fresh: decide() judges
+    entry, stale = await cache.decide("tok")
+    assert not stale and identity.calls["introspect"] == 3
+    assert cache.fresh("tok") is entry
+    cache.invalidate(Invalidation(InvalidationKind.AUTH_CACHE, token_digest("tok").hex()))
+    assert cache.fresh("tok") is None  # the memo knows its digest, the memory no longer has it
+
+
+async def test_the_digest_memo_is_bounded(
+    make_cache: CacheFactory, identity: IdentityService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "DIGEST_MEMO_ENTRIES", 3)
+    tokens = [f"opaque-{i}" for i in range(5)] + ["x" * (cache_module.DIGEST_MEMO_MAX_LENGTH + 1)]
+    for token in tokens:
+        identity.add(token, f"user-{token}")
+    cache = make_cache()
+    for token in tokens:
+        await cache.decide(token)
+    for _ in range(2):
+        for token in tokens:
+            entry = cache.fresh(token)
+            assert entry is not None and entry.principal is not None and entry.principal.subject == f"user-{token}"
+            assert len(cache._digests) <= 3
+    assert tokens[-1] not in cache._digests  # too long to be remembered by its text
+    assert all(token_digest(token) == digest for token, digest in cache._digests.items())

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from gateway.backend.cache import DecisionCache
+from gateway.backend.cache import CachedDecision, DecisionCache
 from gateway.backend.decisions import Decision
 from gateway.backend.errors import BackendError
 from gateway.pipeline.authn.bearer import (
@@ -74,19 +74,25 @@ class IntrospectionAuthenticator:
             return None
         if len(token) > MAX_TOKEN_LENGTH:
             raise self._fail("token.malformed", f"bearer token longer than {MAX_TOKEN_LENGTH}", "invalid_request")
+        entry = self.cache.fresh(token)  # the warm path: no coroutine below this one
+        if entry is None:
+            entry = await self._decide(token)
+        principal = entry.principal
+        if principal is None:
+            reason = entry.decision.reason or "token.inactive"
+            raise self._fail(reason, f"the identity service says {reason}")
+        return principal
+
+    async def _decide(self, token: str) -> CachedDecision:
         try:
-            entry, stale = await self.cache.decide(token, self.stale_grace)
+            entry, _stale = await self.cache.decide(token, self.stale_grace)
         except BackendError as error:
             raise AuthUnavailable(
                 "backend.unavailable",
                 log_detail=f"{error.backend or self.cache.checker.endpoint}: {error.outcome}: {error.detail}"[:500],
                 retry_after=error.retry_after,
             ) from None
-        principal = entry.principal
-        if principal is None:
-            reason = entry.decision.reason or "token.inactive"
-            raise self._fail(reason, f"the identity service says {reason}")
-        return principal
+        return entry
 
 
 class OpaqueTokensToIntrospection:
