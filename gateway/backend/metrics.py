@@ -11,11 +11,19 @@
 
 Label values are bounded: ``backend`` is a configured endpoint name (``introspection``,
 ``jwks:<provider>``, ``discovery:<issuer name>``), the others are fixed sets.
+
+``gateway_auth_cache_total`` is updated on every introspected request: it is counted in a
+plain dict on the event loop and exported at scrape time (no lock per update, so no
+``_created`` series), like the gateway's per-request series.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 BACKEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -50,22 +58,13 @@ class BackendMetrics:
             ["backend", "to"],
             registry=self.registry,
         )
-        self.cache = Counter(
-            "gateway_auth_cache_total",
-            "Auth backend decision cache lookups: layer memory (this process) or shared (the store); "
-            "result hit, miss, or stale (served within a route's stale grace while the backend is unavailable).",
-            ["layer", "result"],
-            registry=self.registry,
-        )
-        self._cache_children: dict[tuple[str, str], Counter] = {}
+        self.cache = CacheSeries(self.registry)
         self._call_children: dict[tuple[str, str], Counter] = {}
 
     def cache_event(self, layer: str, result: str) -> None:
+        counts = self.cache.counts
         key = (layer, result)
-        child = self._cache_children.get(key)
-        if child is None:
-            child = self._cache_children[key] = self.cache.labels(layer, result)
-        child.inc()
+        counts[key] = counts.get(key, 0) + 1
 
     def call(self, backend: str, outcome: str, duration: float | None = None) -> None:
         key = (backend, outcome)
@@ -75,3 +74,22 @@ class BackendMetrics:
         child.inc()
         if duration is not None:
             self.duration.labels(backend).observe(duration)
+
+
+class CacheSeries(Collector):
+    """``gateway_auth_cache_total{layer,result}``: plain counts, exported at scrape time (see the module docstring)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "gateway_auth_cache",
+            "Auth backend decision cache lookups: layer memory (this process) or shared (the store); "
+            "result hit, miss, or stale (served within a route's stale grace while the backend is unavailable).",
+            labels=["layer", "result"],
+        )
+        for labels, count in self.counts.copy().items():
+            family.add_metric(list(labels), float(count))
+        yield family

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway.backend import cache as cache_module
 from gateway.backend.cache import ABSENT_MEMO, DecisionCache, purge_all, purge_token, shared_key, token_digest
@@ -423,3 +423,14 @@ async def test_the_digest_memo_is_bounded(
             assert len(cache._digests) <= 3
     assert tokens[-1] not in cache._digests  # too long to be remembered by its text
     assert all(token_digest(token) == digest for token, digest in cache._digests.items())
+
+
+def test_cache_counts_are_exported_at_scrape_time(metrics: BackendMetrics) -> None:
+    for _ in range(3):
+        metrics.cache_event("memory", "hit")
+    metrics.cache_event("shared", "miss")
+    text = generate_latest(metrics.registry).decode()
+    assert 'gateway_auth_cache_total{layer="memory",result="hit"} 3.0' in text
+    assert 'gateway_auth_cache_total{layer="shared",result="miss"} 1.0' in text
+    assert "# TYPE gateway_auth_cache_total counter" in text or "# TYPE gateway_auth_cache counter" in text
+    assert "gateway_auth_cache_created" not in text  # counted without a lock, like the per-request series
