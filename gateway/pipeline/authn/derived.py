@@ -11,44 +11,39 @@ nothing but time:
   is a copy, the message and the two final blocks;
 - the :class:`~gateway.pipeline.base.Principal` a record authenticates as.
 
+:class:`ServiceKeyUses` keeps both for a service key in one :class:`KeyUse`, looked up by
+the record's identity, so an authenticator finds the keyed HMAC and the principal with
+one dict lookup and no Python call (:meth:`ServiceKeyUses.find`).
+
 The memories are bounded; a flood of distinct records (there are as many as
 operators registered) only starts them over.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from _hashlib import HMAC, hmac_new
 from collections.abc import Callable
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 from gateway.pipeline.base import CredentialKind, Principal, service_subject
-from gateway.pipeline.sources import VerificationKey
+from gateway.pipeline.sources import KeyAlgorithm, VerificationKey
 
 MAX_KEYS: Final = 4096
+_HMAC_SHA256: Final = KeyAlgorithm.HMAC_SHA256
 
 S = TypeVar("S")
 V = TypeVar("V")
 
 
-class KeyedHmacs:
-    """HMAC-SHA256 with a remembered keyed state per secret."""
+# OpenSSL's HMAC object, as hmac.new makes it for sha256 (CPython's hashlib needs OpenSSL here: the
+# cryptography package does too): copy/update/digest are C calls, where hmac.HMAC wraps the same
+# object in Python methods (copy, update, digest, _current: four Python calls per check).
+Mac = HMAC
 
-    __slots__ = ("_states",)
 
-    def __init__(self) -> None:
-        self._states: dict[bytes, hmac.HMAC] = {}
-
-    def digest(self, secret: bytes, message: bytes) -> bytes:
-        """``hmac.digest(secret, message, "sha256")``, without keying a new state each time."""
-        state = self._states.get(secret)
-        if state is None:
-            if len(self._states) >= MAX_KEYS:
-                self._states.clear()
-            state = self._states[secret] = hmac.new(secret, digestmod=hashlib.sha256)
-        keyed = state.copy()
-        keyed.update(message)
-        return keyed.digest()
+def keyed_sha256(secret: bytes) -> Mac:
+    """An HMAC-SHA256 state keyed with ``secret``, to ``copy()`` per message."""
+    return hmac_new(secret, digestmod="sha256")
 
 
 class PerRecord(Generic[S, V]):
@@ -72,23 +67,50 @@ class PerRecord(Generic[S, V]):
         return value
 
 
-class ServicePrincipals(PerRecord[VerificationKey, Principal]):
-    """The principal each service key authenticates as with one scheme (``method``)."""
+class KeyUse(NamedTuple):
+    """What verifying with one service key needs, derived once per key record."""
 
-    __slots__ = ("method",)
+    key: VerificationKey
+    mac: Mac | None  # keyed with the secret, for hmac-sha256 keys (copy it per message); else None
+    principal: Principal
+
+
+class ServiceKeyUses:
+    """The :class:`KeyUse` of each service key record, remembered for the very record object.
+
+    Hot paths call :meth:`find` inline::
+
+        use = uses.by_id.get(id(key))
+        if use is None or use.key is not key:
+            use = uses.find(key)
+    """
+
+    __slots__ = ("method", "by_id")
 
     def __init__(self, method: str) -> None:
-        super().__init__(self._principal)
         self.method = method
+        # id(record) -> KeyUse holding the record, so its id cannot be reused while remembered.
+        self.by_id: dict[int, KeyUse] = {}
 
-    def _principal(self, key: VerificationKey) -> Principal:
-        return Principal(
-            subject=service_subject(key.service_id),
-            method=self.method,
-            credential_kind=CredentialKind.SERVICE_KEY,
-            credential_id=key.key_id,
-            tenant=key.tenant,
-            scopes=key.scopes,
-            service_id=key.service_id,
-            expires_at=key.expires_at,
+    def find(self, key: VerificationKey) -> KeyUse:
+        use = self.by_id.get(id(key))
+        if use is not None and use.key is key:
+            return use
+        use = KeyUse(
+            key,
+            keyed_sha256(key.material) if key.algorithm == _HMAC_SHA256 else None,
+            Principal(
+                subject=service_subject(key.service_id),
+                method=self.method,
+                credential_kind=CredentialKind.SERVICE_KEY,
+                credential_id=key.key_id,
+                tenant=key.tenant,
+                scopes=key.scopes,
+                service_id=key.service_id,
+                expires_at=key.expires_at,
+            ),
         )
+        if len(self.by_id) >= MAX_KEYS:
+            self.by_id.clear()
+        self.by_id[id(key)] = use
+        return use

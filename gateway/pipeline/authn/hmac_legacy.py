@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from gateway.pipeline.authn.derived import KeyedHmacs, ServicePrincipals
+from gateway.pipeline.authn.derived import KeyUse, ServiceKeyUses
 from gateway.pipeline.base import AuthError, AuthMethod, Principal, RequestView
-from gateway.pipeline.sources import KeyAlgorithm, NonceStore, ServiceKeySource, VerificationKey
+from gateway.pipeline.sources import KeyAlgorithm, NonceStore, ServiceKeySource
 
 SERVICE_ID_HEADER: Final = "X-Service-ID"
 SIGNATURE_HEADER: Final = "X-Service-Signature"
@@ -54,11 +54,6 @@ def _signature_bytes(signature: str) -> bytes | None:
     except ValueError:
         return None
     return raw if len(raw) == 32 else None  # fromhex skips spaces: 64 characters must make 32 bytes
-
-
-def _is_timestamp(text: str) -> bool:
-    """Unix seconds: 1 to 12 ASCII digits."""
-    return 0 < len(text) <= _MAX_TIMESTAMP_DIGITS and text.isascii() and text.isdigit()
 
 
 class LegacyHmacAuthenticator:
@@ -91,20 +86,20 @@ class LegacyHmacAuthenticator:
         # Only set when replay protection is on: its presence is the switch on the hot path.
         self.nonces = nonces if replay_protection else None
         self.clock = clock
-        self._hmacs = KeyedHmacs()
-        self._principals = ServicePrincipals(AuthMethod.HMAC_LEGACY)
+        self._uses = ServiceKeyUses(AuthMethod.HMAC_LEGACY)
 
     def _fail(self, reason: str, log_detail: str) -> AuthError:
         return AuthError(reason, log_detail=log_detail, www_authenticate=_CHALLENGE)
 
     async def authenticate(self, request: RequestView) -> Principal | None:
-        headers = request.headers
+        req = request.request  # RequestView's properties are Python calls: read the request itself
+        headers = req.headers
         service_id = headers.get(SERVICE_ID_HEADER)
         signature = headers.get(SIGNATURE_HEADER)
         timestamp = headers.get(TIMESTAMP_HEADER)
-        if service_id is None and signature is None and timestamp is None:
-            return None
         if service_id is None or signature is None or timestamp is None:
+            if service_id is None and signature is None and timestamp is None:
+                return None
             missing = [
                 name
                 for name, value in (
@@ -120,7 +115,8 @@ class LegacyHmacAuthenticator:
         presented = _signature_bytes(signature)
         if presented is None:
             raise self._fail("hmac.malformed", "X-Service-Signature is not 64 hex characters")
-        if not _is_timestamp(timestamp):
+        # Unix seconds: 1 to 12 ASCII digits.
+        if not (0 < len(timestamp) <= _MAX_TIMESTAMP_DIGITS and timestamp.isascii() and timestamp.isdigit()):
             raise self._fail("hmac.malformed", "X-Service-Timestamp is not Unix seconds")
 
         now = self.clock()
@@ -128,16 +124,25 @@ class LegacyHmacAuthenticator:
         if abs(now - stamp) > self.window:
             raise self._fail("hmac.skew", f"service {service_id}: timestamp {stamp} is {now - stamp:+.0f}s from now")
 
-        candidates = [key for key in await self.keys.verification_keys(service_id) if _usable(key, now)]
+        # The keyed HMAC and principal of each usable key, found by the record's identity (no call).
+        by_id = self._uses.by_id
+        candidates: list[KeyUse] = []
+        for key in await self.keys.verification_keys(service_id):
+            if key.algorithm == KeyAlgorithm.HMAC_SHA256 and (key.expires_at is None or key.expires_at > now):
+                use = by_id.get(id(key))
+                if use is None or use.key is not key:
+                    use = self._uses.find(key)
+                candidates.append(use)
         if not candidates:
             raise self._fail("hmac.unknown_key", f"service {service_id} has no active HMAC key")
 
-        path = request.raw_path.partition("?")[0]
-        message = legacy_message(service_id, request.method, path, timestamp)
-        matched: VerificationKey | None = None
-        for key in candidates:
-            if hmac.compare_digest(self._hmacs.digest(key.material, message), presented):
-                matched = key
+        message = f"{service_id}:{req.method}:{req.raw_path.partition('?')[0]}:{timestamp}".encode()
+        matched: KeyUse | None = None
+        for use in candidates:
+            mac = use.mac.copy()  # type: ignore[union-attr]  # hmac-sha256 keys have one
+            mac.update(message)
+            if hmac.compare_digest(mac.digest(), presented):
+                matched = use
                 break
         if matched is None:
             raise self._fail(
@@ -148,10 +153,8 @@ class LegacyHmacAuthenticator:
             # Acceptable until timestamp + window: remember it exactly that long (at least a second).
             ttl = max(1, math.ceil(stamp + self.window - now))
             if not await self.nonces.claim(f"hmac:{service_id}", signature.lower(), ttl):
-                raise self._fail("hmac.replay", f"service {service_id}: signature already used (key {matched.key_id})")
+                raise self._fail(
+                    "hmac.replay", f"service {service_id}: signature already used (key {matched.key.key_id})"
+                )
 
-        return self._principals.of(matched)
-
-
-def _usable(key: VerificationKey, now: float) -> bool:
-    return key.algorithm == KeyAlgorithm.HMAC_SHA256 and (key.expires_at is None or key.expires_at > now)
+        return matched.principal

@@ -37,11 +37,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple
 
 import http_sf
+from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from gateway.pipeline.authn.derived import KeyedHmacs, ServicePrincipals
+from gateway.pipeline.authn.derived import ServiceKeyUses
 from gateway.pipeline.authn.signature_base import (
     ComponentId,
     Coverage,
@@ -229,14 +230,14 @@ class HttpSignatureAuthenticator:
         self.clock = clock
         self._public_keys: dict[bytes, Ed25519PublicKey] = {}
         self._coverages: dict[str, Coverage] = {}  # by the text of a common-shape component list
-        self._hmacs = KeyedHmacs()
-        self._principals = ServicePrincipals(AuthMethod.HTTP_SIGNATURE)
+        self._uses = ServiceKeyUses(AuthMethod.HTTP_SIGNATURE)
 
     def _fail(self, reason: str, log_detail: str) -> AuthError:
         return AuthError(reason, log_detail=log_detail, www_authenticate=_CHALLENGE)
 
     async def authenticate(self, request: RequestView) -> Principal | None:
-        headers = request.headers
+        req = request.request  # RequestView's properties are Python calls: read the request itself
+        headers = req.headers
         inputs = headers.getall("Signature-Input", ())
         signatures = headers.getall("Signature", ())
         if not inputs and not signatures:
@@ -251,7 +252,7 @@ class HttpSignatureAuthenticator:
 
         now = self.clock()
         expires_at = self._check_times(label, params, now)
-        self._check_coverage(request, label, coverage)
+        self._check_coverage(req, label, coverage)
         nonce: str | None = params.get("nonce")
         if nonce is None and self.require_nonce:
             raise self._fail("httpsig.nonce_missing", f"signature {label!r} has no nonce")
@@ -262,13 +263,22 @@ class HttpSignatureAuthenticator:
         if "alg" in params and params["alg"] != key.algorithm:
             raise self._fail("httpsig.alg_mismatch", f"alg {params['alg']!r} but key {keyid!r} is {key.algorithm}")
 
-        req = request.request
         parts = MessageParts(req.method, req.scheme, req.host, req.raw_path, headers)
         try:
             base = coverage.base(parts, params)
         except SignatureBaseError as exc:
             raise self._fail("httpsig.malformed", f"signature {label!r}: {exc}") from None
-        if not self._verify(key, base, signature):
+        # The key's keyed HMAC and principal, found by the record's identity (no call).
+        use = self._uses.by_id.get(id(key))
+        if use is None or use.key is not key:
+            use = self._uses.find(key)
+        if use.mac is not None:  # hmac-sha256, inline
+            mac = use.mac.copy()
+            mac.update(base)
+            verified = hmac.compare_digest(mac.digest(), signature)
+        else:
+            verified = self._verify(key, base, signature)
+        if not verified:
             raise self._fail("httpsig.bad_signature", f"signature {label!r} does not verify with key {keyid!r}")
 
         if coverage.digest:
@@ -285,7 +295,7 @@ class HttpSignatureAuthenticator:
             if not await self.nonces.claim(f"httpsig:{keyid}", nonce, ttl):
                 raise self._fail("httpsig.replay", f"key {keyid!r}: nonce already used")
 
-        return self._principals.of(key)
+        return use.principal
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -387,16 +397,15 @@ class HttpSignatureAuthenticator:
             raise self._fail("httpsig.expired", f"signature {label!r} created {now - created:.0f}s ago")
         return float(valid_until)
 
-    def _check_coverage(self, request: RequestView, label: str, coverage: Coverage) -> None:
+    def _check_coverage(self, request: web.Request, label: str, coverage: Coverage) -> None:
         if not self.required <= coverage.identities:
             names = ", ".join(sorted(name for name, _ in self.required - coverage.identities))
             raise self._fail("httpsig.components_missing", f"signature {label!r} does not cover {names}")
-        if self.require_digest_with_body and not coverage.digest and request.request.body_exists:
+        if self.require_digest_with_body and not coverage.digest and request.body_exists:
             raise self._fail("httpsig.digest_missing", f"signature {label!r}: body present, content-digest not covered")
 
     def _verify(self, key: VerificationKey, base: bytes, signature: bytes) -> bool:
-        if key.algorithm == KeyAlgorithm.HMAC_SHA256:
-            return hmac.compare_digest(self._hmacs.digest(key.material, base), signature)
+        """Verify with a key that is not hmac-sha256 (authenticate checks those itself)."""
         if key.algorithm == KeyAlgorithm.ED25519:
             public_key = self._ed25519(key)
             if public_key is None:
