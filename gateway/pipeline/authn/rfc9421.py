@@ -47,11 +47,11 @@ from gateway.pipeline.authn.signature_base import (
     ComponentId,
     Coverage,
     DigestMismatch,
-    MessageParts,
     SfItem,
     SignatureBaseError,
     component_identity,
     parse_component_ids,
+    serialize_parameters,
     verify_content_digest,
 )
 from gateway.pipeline.base import AuthError, AuthMethod, Principal, RequestView
@@ -130,6 +130,7 @@ class FastFields(NamedTuple):
     label: str
     components: str  # '"@method" "@path"': plain names, one space apart
     params: dict[str, Any]
+    params_text: str | None  # the parameters' text when it is their serialization (Integers without leading 0s)
     signature_label: str
     signature: bytes
 
@@ -143,6 +144,7 @@ def fast_fields(signature_input: str, signature: str) -> FastFields | None:
     if not sep or not _is_component_list(components):
         return None
     params: dict[str, Any] = {}
+    canonical = True
     if parameters:
         if parameters[0] != ";":
             return None
@@ -154,6 +156,8 @@ def fast_fields(signature_input: str, signature: str) -> FastFields | None:
             parameter = _parameter(text)
             if parameter is None:
                 return None
+            if type(parameter) is int and text != str(parameter):
+                canonical = False  # "-0", "007": serialized as "0", "7"
             params[key] = parameter
     signature_label, sep, rest = signature.partition("=:")
     if not sep or rest[-1:] != ":" or not _is_key(signature_label):
@@ -162,7 +166,7 @@ def fast_fields(signature_input: str, signature: str) -> FastFields | None:
         value = base64.b64decode(rest[:-1], validate=True)  # the Base64 alphabet and padding only
     except (binascii.Error, ValueError):
         return None
-    return FastFields(label, components, params, signature_label, value)
+    return FastFields(label, components, params, parameters if canonical else None, signature_label, value)
 
 
 def _components(names: str) -> list[SfItem]:
@@ -247,7 +251,7 @@ class HttpSignatureAuthenticator:
         selected = self._select(inputs, signatures)
         if selected is None:
             return None  # signatures for someone else (another tag)
-        label, coverage, params, signature = selected
+        label, coverage, params, params_text, signature = selected
         keyid: str = params["keyid"]
 
         now = self.clock()
@@ -263,9 +267,8 @@ class HttpSignatureAuthenticator:
         if "alg" in params and params["alg"] != key.algorithm:
             raise self._fail("httpsig.alg_mismatch", f"alg {params['alg']!r} but key {keyid!r} is {key.algorithm}")
 
-        parts = MessageParts(req.method, req.scheme, req.host, req.raw_path, headers)
         try:
-            base = coverage.base(parts, params)
+            base = coverage.request_base(req.method, req.scheme, req.host, req.raw_path, headers, params_text)
         except SignatureBaseError as exc:
             raise self._fail("httpsig.malformed", f"signature {label!r}: {exc}") from None
         # The key's keyed HMAC and principal, found by the record's identity (no call).
@@ -299,8 +302,11 @@ class HttpSignatureAuthenticator:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _select(self, inputs: list[str], signatures: list[str]) -> tuple[str, Coverage, dict[str, Any], bytes] | None:
-        """Parse both fields and pick this gateway's signature: (label, coverage, params, signature bytes)."""
+    def _select(
+        self, inputs: list[str], signatures: list[str]
+    ) -> tuple[str, Coverage, dict[str, Any], str, bytes] | None:
+        """Parse both fields and pick this gateway's signature: (label, coverage, params, their serialization,
+        signature bytes)."""
         if len(inputs) == 1 and len(signatures) == 1:
             if len(inputs[0]) + len(signatures[0]) > MAX_FIELD_BYTES:
                 raise self._fail("httpsig.malformed", "signature fields too large")
@@ -326,10 +332,10 @@ class HttpSignatureAuthenticator:
             signature = parsed_signatures.get(label)
             if signature is None or not isinstance(signature[0], bytes):
                 raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
-            return label, coverage, params, signature[0]
+            return label, coverage, params, serialize_parameters(params), signature[0]
         return None
 
-    def _select_fast(self, fast: FastFields) -> tuple[str, Coverage, dict[str, Any], bytes] | None:
+    def _select_fast(self, fast: FastFields) -> tuple[str, Coverage, dict[str, Any], str, bytes] | None:
         """The checks of the general path for one signature in the common shape (same order, same reasons)."""
         label, params = fast.label, fast.params
         if self.tag is not None and params.get("tag") != self.tag:
@@ -343,7 +349,10 @@ class HttpSignatureAuthenticator:
             self._coverages[fast.components] = coverage  # only a list without duplicates gets here
         if fast.signature_label != label:
             raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
-        return label, coverage, params, fast.signature
+        params_text = fast.params_text
+        if params_text is None:
+            params_text = serialize_parameters(params)
+        return label, coverage, params, params_text, fast.signature
 
     def _check_parameters(self, label: str, params: dict[str, Any]) -> None:
         for name, value in params.items():

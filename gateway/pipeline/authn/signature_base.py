@@ -194,6 +194,19 @@ def component_value(parts: MessageParts, item: SfItem) -> str:
     return derive(parts)
 
 
+# The derived components Coverage.request_base resolves itself: their value's position among its
+# str.format arguments.
+_SLOTS: Final[Mapping[str, int]] = {
+    "@method": 0,
+    "@authority": 1,
+    "@path": 2,
+    "@query": 3,
+    "@scheme": 4,
+    "@request-target": 5,
+    "@target-uri": 6,
+}
+
+
 class Coverage:
     """The components one signature covers, and what follows from them alone.
 
@@ -205,7 +218,17 @@ class Coverage:
     (:func:`component_value`), exactly as without a Coverage.
     """
 
-    __slots__ = ("items", "identities", "identifiers", "inner_list", "digest", "_derive")
+    __slots__ = (
+        "items",
+        "identities",
+        "identifiers",
+        "inner_list",
+        "digest",
+        "_derive",
+        "_template",
+        "_lines",
+        "_needs_authority",
+    )
 
     def __init__(self, items: Sequence[SfItem]) -> None:
         self.items = tuple(items)
@@ -218,16 +241,68 @@ class Coverage:
         self.digest = any(name == CONTENT_DIGEST for name, _ in self.identities)
         # The common derived components, resolved without component_value's checks (they hold for them).
         self._derive = tuple(None if params else _DERIVED.get(name) for name, params in self.items)
+        # When every component is one of those: the base's lines as a str.format template over
+        # request_base's values (_SLOTS), so a request's base takes no call per component.
+        self._template: str | None = None
+        self._lines = len(self.items) + 1
+        self._needs_authority = False
+        if self.items and all(not params and name in _SLOTS for name, params in self.items):
+            self._template = "".join(
+                f"{identifier.replace('{', '{{').replace('}', '}}')}: {{{_SLOTS[name]}}}\n"
+                for (name, _), identifier in zip(self.items, self.identifiers, strict=True)
+            ) + f'"@signature-params": {self.inner_list}'.replace("{", "{{").replace("}", "}}")
+            self._needs_authority = any(name == "@authority" for name, _ in self.items)
+
+    def request_base(
+        self, method: str, scheme: str, host: str, target: str, headers: CIMultiDictProxy[str], params_text: str
+    ) -> bytes:
+        """``base(MessageParts(method, scheme, host, target, headers), params)``, ``params_text`` being
+        ``serialize_parameters(params)``; without a call per component when they are all common ones."""
+        template = self._template
+        if template is None:
+            return self._base(MessageParts(method, scheme, host, target, headers), params_text)
+        path, sep, query = target.partition("?")
+        scheme = scheme.lower()
+        authority = ""
+        if self._needs_authority:  # MessageParts.authority, inline
+            authority = host.lower()
+            name, colon, port = authority.rpartition(":")
+            if colon and port.isdigit() and (name.endswith("]") or ":" not in name):
+                if port.lstrip("0") == _DEFAULT_PORTS.get(scheme):
+                    authority = name
+        path = path or "/"
+        text = (
+            template.format(
+                method,
+                authority,
+                path,
+                "?" + query,
+                scheme,
+                target,
+                f"{scheme}://{host}{path}{'?' + query if sep else ''}",
+            )
+            + params_text
+        )
+        if "\r" in text or text.count("\n") != self._lines - 1:
+            # A value holds a line break: the general path names the component in its error.
+            return self._base(MessageParts(method, scheme, host, target, headers), params_text)
+        try:
+            return text.encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise SignatureBaseError("signature base contains non-ASCII characters") from exc
 
     def base(self, parts: MessageParts, params: dict[str, Any]) -> bytes:
         """The signature base (RFC 9421 §2.5) of ``parts`` with these components and ``params``."""
+        return self._base(parts, serialize_parameters(params))
+
+    def _base(self, parts: MessageParts, params_text: str) -> bytes:
         lines: list[str] = []
         for item, identifier, derive in zip(self.items, self.identifiers, self._derive, strict=True):
             value = derive(parts) if derive is not None else component_value(parts, item)
             if "\n" in value or "\r" in value:
                 raise SignatureBaseError(f"component {item[0]!r} contains a line break")
             lines.append(f"{identifier}: {value}")
-        lines.append(f'"@signature-params": {self.inner_list}{serialize_parameters(params)}')
+        lines.append(f'"@signature-params": {self.inner_list}{params_text}')
         try:
             return "\n".join(lines).encode("ascii")
         except UnicodeEncodeError as exc:

@@ -20,8 +20,9 @@ from gateway.credentials.errors import MalformedCredential
 from gateway.credentials.tokens import TokenKind, generate_service_token
 from gateway.pipeline.authn.jwks import StaticJwtKeys
 from gateway.pipeline.authn.jwt import JwtAuthenticator, JwtProvider
-from gateway.pipeline.authn.rfc9421 import fast_parse
+from gateway.pipeline.authn.rfc9421 import fast_fields, fast_parse
 from gateway.pipeline.authn.shapes import ParsedTokens
+from gateway.pipeline.authn.signature_base import serialize_parameters
 from tests.pipeline.authn.test_jwt import AUDIENCE, ISSUER, RSA_KEY, claims, rs256
 from tests.pipeline.conftest import AuthClientFactory, FakeClock, decide
 
@@ -55,6 +56,21 @@ def test_fast_parse_agrees_with_http_sf(fields: tuple[str, str]) -> None:
     assert fast == (reference(signature_input), reference(signature))
     # same parameter order too: the signature base serializes them as received
     assert [list(v[1]) for v in fast[0].values()] == [list(v[1]) for v in reference(signature_input).values()]
+    # the parameters' text, when used as is for @signature-params, is their serialization
+    fields = fast_fields(signature_input, signature)
+    assert fields is not None
+    if fields.params_text is not None:
+        assert fields.params_text == serialize_parameters(fields.params)
+
+
+def test_fast_fields_leave_non_canonical_integers_to_the_serializer() -> None:
+    fields = fast_fields('sig=("@method");created=007;expires=-0;keyid="k"', "sig=:AAAA:")
+    assert fields is not None and fields.params == {"created": 7, "expires": 0, "keyid": "k"}
+    assert fields.params_text is None
+    fields = fast_fields('sig=("@method");created=7;keyid="k;x"', "sig=:AAAA:")
+    assert fields is None  # ';' in a String: http_sf
+    fields = fast_fields('sig=("@method");created=-7;keyid="k"', "sig=:AAAA:")
+    assert fields is not None and fields.params_text == ';created=-7;keyid="k"'
 
 
 @settings(max_examples=300, deadline=None)

@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.pipeline.authn.signature_base import (
+    Coverage,
     DigestMismatch,
     MessageParts,
     SignatureBaseError,
     component_value,
     serialize_inner_list,
+    serialize_parameters,
     signature_base,
     verify_content_digest,
 )
@@ -187,3 +189,41 @@ def test_fast_inner_list_serialization_equals_http_sf(
 ) -> None:
     inner_list: Any = (items, params)
     assert serialize_inner_list(items, params) == ser_innerlist(inner_list)
+
+
+DERIVED = ["@method", "@authority", "@path", "@query", "@scheme", "@request-target", "@target-uri"]
+TEXT = st.text(alphabet=st.sampled_from("aZ09:/?&=%[]._-~ \n\r{}é"), max_size=16)
+
+
+@given(
+    names=st.lists(st.sampled_from([*DERIVED, "content-type", "x-a"]), min_size=1, max_size=5, unique=True),
+    method=st.sampled_from(["GET", "POST", "m\nx"]),
+    scheme=st.sampled_from(["http", "https", "HTTPS"]),
+    host=st.one_of(TEXT, st.sampled_from(["Example.com:443", "example.com:080", "[::1]:80", "h:8080", "a:b:80"])),
+    target=TEXT,
+    header=st.one_of(st.none(), TEXT),
+    params=st.dictionaries(st.sampled_from(["created", "keyid", "alg"]), st.one_of(st.integers(), TEXT)),
+)
+def test_request_base_agrees_with_the_general_base(
+    names: list[str],
+    method: str,
+    scheme: str,
+    host: str,
+    target: str,
+    header: str | None,
+    params: dict[str, Any],
+) -> None:
+    """Coverage.request_base (a template for the common derived components) builds what base() builds."""
+    params = {k: v for k, v in params.items() if "\n" not in str(v) and "\r" not in str(v) and str(v).isascii()}
+    headers = CIMultiDictProxy(CIMultiDict({} if header is None else {"Content-Type": header}))
+    coverage = Coverage([(name, {}) for name in names])
+
+    def outcome(build: Any) -> Any:
+        try:
+            return build()
+        except SignatureBaseError as exc:
+            return str(exc)
+
+    fast = outcome(lambda: coverage.request_base(method, scheme, host, target, headers, serialize_parameters(params)))
+    general = outcome(lambda: coverage.base(MessageParts(method, scheme, host, target, headers), params))
+    assert fast == general
