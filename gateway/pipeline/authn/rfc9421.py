@@ -163,7 +163,9 @@ def fast_fields(signature_input: str, signature: str) -> FastFields | None:
     if not sep or rest[-1:] != ":" or not _is_key(signature_label):
         return None
     try:
-        value = base64.b64decode(rest[:-1], validate=True)  # the Base64 alphabet and padding only
+        # base64.b64decode(..., validate=True) without its two Python calls: the Base64 alphabet and
+        # padding only (a non-ASCII str raises ValueError, as b64decode's encode("ascii") does)
+        value = binascii.a2b_base64(rest[:-1], strict_mode=True)
     except (binascii.Error, ValueError):
         return None
     return FastFields(label, components, params, parameters if canonical else None, signature_label, value)
@@ -312,7 +314,23 @@ class HttpSignatureAuthenticator:
                 raise self._fail("httpsig.malformed", "signature fields too large")
             fast = fast_fields(inputs[0], signatures[0])
             if fast is not None:
-                return self._select_fast(fast)
+                # The checks of the general path for one signature in the common shape (same order, same reasons).
+                label, params = fast.label, fast.params
+                if self.tag is not None and params.get("tag") != self.tag:
+                    return None
+                self._check_parameters(label, params)
+                coverage = self._coverages.get(fast.components)
+                if coverage is None:
+                    coverage = self._coverage(label, _components(fast.components))
+                    if len(self._coverages) >= MAX_COVERAGES:
+                        self._coverages.clear()
+                    self._coverages[fast.components] = coverage  # only a list without duplicates gets here
+                if fast.signature_label != label:
+                    raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
+                params_text = fast.params_text
+                if params_text is None:
+                    params_text = serialize_parameters(params)
+                return label, coverage, params, params_text, fast.signature
         input_text = ", ".join(inputs)
         signature_text = ", ".join(signatures)
         if len(input_text) + len(signature_text) > MAX_FIELD_BYTES:
@@ -334,25 +352,6 @@ class HttpSignatureAuthenticator:
                 raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
             return label, coverage, params, serialize_parameters(params), signature[0]
         return None
-
-    def _select_fast(self, fast: FastFields) -> tuple[str, Coverage, dict[str, Any], str, bytes] | None:
-        """The checks of the general path for one signature in the common shape (same order, same reasons)."""
-        label, params = fast.label, fast.params
-        if self.tag is not None and params.get("tag") != self.tag:
-            return None
-        self._check_parameters(label, params)
-        coverage = self._coverages.get(fast.components)
-        if coverage is None:
-            coverage = self._coverage(label, _components(fast.components))
-            if len(self._coverages) >= MAX_COVERAGES:
-                self._coverages.clear()
-            self._coverages[fast.components] = coverage  # only a list without duplicates gets here
-        if fast.signature_label != label:
-            raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
-        params_text = fast.params_text
-        if params_text is None:
-            params_text = serialize_parameters(params)
-        return label, coverage, params, params_text, fast.signature
 
     def _check_parameters(self, label: str, params: dict[str, Any]) -> None:
         for name, value in params.items():
