@@ -57,10 +57,10 @@ def test_fast_parse_agrees_with_http_sf(fields: tuple[str, str]) -> None:
     # same parameter order too: the signature base serializes them as received
     assert [list(v[1]) for v in fast[0].values()] == [list(v[1]) for v in reference(signature_input).values()]
     # the parameters' text, when used as is for @signature-params, is their serialization
-    fields = fast_fields(signature_input, signature)
-    assert fields is not None
-    if fields.params_text is not None:
-        assert fields.params_text == serialize_parameters(fields.params)
+    parsed = fast_fields(signature_input, signature)
+    assert parsed is not None
+    if parsed.params_text is not None:
+        assert parsed.params_text == serialize_parameters(parsed.params)
 
 
 def test_fast_fields_leave_non_canonical_integers_to_the_serializer() -> None:
