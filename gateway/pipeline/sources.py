@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 
 class KeyAlgorithm:
@@ -53,6 +53,17 @@ class ServiceKeySource(Protocol):
     async def key_by_id(self, key_id: str) -> VerificationKey | None:
         """The active key named ``key_id`` (RFC 9421 ``keyid``), or ``None``."""
         ...
+
+
+@runtime_checkable
+class PeekableServiceKeySource(ServiceKeySource, Protocol):
+    """A service key source that can answer synchronously from memory (the store adapter over the cache)."""
+
+    def peek_verification_keys(self, service_id: str) -> Sequence[VerificationKey] | None:
+        """What ``verification_keys`` would answer, if known without waiting; ``None``: await it."""
+
+    def peek_key_by_id(self, key_id: str) -> tuple[VerificationKey | None] | None:
+        """``(what key_by_id would answer,)`` if known without waiting; ``None``: await it."""
 
 
 @dataclass(frozen=True, slots=True)

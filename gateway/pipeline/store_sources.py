@@ -41,7 +41,7 @@ from gateway.credentials.errors import CredentialError
 from gateway.credentials.models import ApiCredential, ServiceKey, ServiceToken
 from gateway.pipeline.base import AuthUnavailable
 from gateway.pipeline.sources import ApiClientRecord, KeyAlgorithm, TokenRecord, VerificationKey
-from gateway.store.base import Invalidation, InvalidationKind, Store, Subscription
+from gateway.store.base import Invalidation, InvalidationKind, Store, Subscription, service_key_ref
 from gateway.store.cache import CredentialCache
 from gateway.store.errors import StoreError
 from gateway.store.usage import UsageRecorder
@@ -169,15 +169,12 @@ class StoreServiceKeys:
             records = await self.cache.service_keys(service_id)
         except StoreError as exc:
             raise _unavailable(exc, f"keys of service {service_id}") from None
-        now = time.time()
-        found = self._usable_lists.get(service_id, records, now)
-        if found is not None:
-            return found[0]
-        moment = datetime.fromtimestamp(now, UTC)
-        usable = (self._verification_key(record) for record in records if record.usable_at(moment))
-        keys = tuple(key for key in usable if key is not None)
-        self._usable_lists.put(service_id, records, now, _next_change(records, moment), keys)
-        return keys
+        return self._usable_of(service_id, records)
+
+    def peek_verification_keys(self, service_id: str) -> Sequence[VerificationKey] | None:
+        """What :meth:`verification_keys` answers when the cache holds the service's keys; ``None``: await it."""
+        records = self.cache.peek_service_keys(service_id)
+        return None if records is None else self._usable_of(service_id, records)
 
     async def key_by_id(self, key_id: str) -> VerificationKey | None:
         service_id, sep, bare = key_id.partition("/")
@@ -193,8 +190,41 @@ class StoreServiceKeys:
                 record = await self.cache.service_key(next(iter(services)), key_id)
         except StoreError as exc:
             raise _unavailable(exc, f"key {key_id}") from None
-        if record is None:
-            return None
+        return None if record is None else self._usable_key(key_id, record)
+
+    def peek_key_by_id(self, key_id: str) -> tuple[VerificationKey | None] | None:
+        """``(what key_by_id answers,)`` when everything it needs is in memory and fresh; ``None``: await it.
+
+        A bare key id is answered only from a fresh index naming exactly one service; anything else
+        (unknown, ambiguous, stale index, a record not cached) takes the awaited path, which reloads,
+        logs and caches as usual.
+        """
+        if "/" in key_id:
+            ref = key_id
+        else:
+            index = self._index
+            if index is None or self.clock() - self._index_loaded_at > self.index_ttl:
+                return None
+            services = index.get(key_id)
+            if services is None or len(services) != 1:
+                return None
+            ref = service_key_ref(next(iter(services)), key_id)
+        record = self.cache.peek_service_key(ref)
+        return None if record is None else (self._usable_key(key_id, record),)
+
+    def _usable_of(self, service_id: str, records: list[ServiceKey]) -> tuple[VerificationKey, ...]:
+        """The usable verification keys among a service's records, remembered until one of them changes."""
+        now = time.time()
+        found = self._usable_lists.get(service_id, records, now)
+        if found is not None:
+            return found[0]
+        moment = datetime.fromtimestamp(now, UTC)
+        usable = (self._verification_key(record) for record in records if record.usable_at(moment))
+        keys = tuple(key for key in usable if key is not None)
+        self._usable_lists.put(service_id, records, now, _next_change(records, moment), keys)
+        return keys
+
+    def _usable_key(self, key_id: str, record: ServiceKey) -> VerificationKey | None:
         now = time.time()
         found_key = self._usable_keys.get(key_id, record, now)
         if found_key is not None:

@@ -89,6 +89,12 @@ class CacheStats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
+def _split_ref(ref: str) -> tuple[str, str]:
+    """(service id, key id) of a :func:`~gateway.store.base.service_key_ref`."""
+    service_id, _, key_id = ref.partition("/")
+    return service_id, key_id
+
+
 class CredentialCache:
     """An in-process cache in front of a :class:`Store`'s data-plane lookups."""
 
@@ -119,6 +125,13 @@ class CredentialCache:
         )
         self.peek_api_key: Callable[[str], ApiCredential | None] = self._peeker(
             _API_KEY, lambda key_hash: self.store.get_api_key(key_hash)
+        )
+        # service_keys(service_id) / service_key(service, key id) likewise, by service_key_ref.
+        self.peek_service_keys: Callable[[str], list[ServiceKey] | None] = self._peeker(
+            SERVICE_KEYS, lambda service_id: self.store.list_service_keys(service_id)
+        )
+        self.peek_service_key: Callable[[str], ServiceKey | None] = self._peeker(
+            InvalidationKind.SERVICE_KEY, lambda ref: self.store.get_service_key(*_split_ref(ref))
         )
 
     def __len__(self) -> int:

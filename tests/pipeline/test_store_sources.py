@@ -113,3 +113,40 @@ async def test_api_key_peek_agrees_with_lookup_and_counts_usage_once(cache: Cred
     assert usage.pending == 0
     stored = await cache.store.get_api_key(key.key_hash)
     assert stored is not None and stored.key.usage_count == 2
+
+
+async def test_service_key_peeks_agree_with_the_awaited_lookups(cache: CredentialCache) -> None:
+    key = ServiceKey.new_hmac("billing", SECRET, BOX, key_id="k1")
+    await cache.store.add_service_key(key)
+    keys = StoreServiceKeys(cache, BOX)
+    # Nothing in memory yet: the peeks say "await", and change nothing.
+    assert keys.peek_verification_keys("billing") is None
+    assert keys.peek_key_by_id("billing/k1") is None
+    assert keys.peek_key_by_id("k1") is None  # no key-id index loaded yet
+    assert cache.stats.hits == 0
+
+    listed = await keys.verification_keys("billing")
+    by_ref = await keys.key_by_id("billing/k1")
+    bare = await keys.key_by_id("k1")
+    assert keys.peek_verification_keys("billing") is listed  # the very same tuple
+    assert keys.peek_key_by_id("billing/k1") == (by_ref,)
+    assert keys.peek_key_by_id("k1") == (bare,)
+    assert bare is not None and bare.material == SECRET.encode()
+    assert keys.peek_key_by_id("k-unknown") is None  # unknown ids are left to the awaited path (reload, log)
+
+    await cache.store.update_service_key(dataclasses.replace(key, state=KeyState.RETIRED))
+    # The change dropped the cached records: the peeks say "await", which then sees the retirement.
+    assert keys.peek_verification_keys("billing") is None
+    assert keys.peek_key_by_id("billing/k1") is None
+    assert await keys.verification_keys("billing") == ()
+    assert keys.peek_verification_keys("billing") == ()
+    assert await keys.key_by_id("billing/k1") is None
+    assert keys.peek_key_by_id("billing/k1") == (None,)
+
+
+async def test_an_ambiguous_bare_key_id_is_never_peeked(cache: CredentialCache) -> None:
+    await cache.store.add_service_key(ServiceKey.new_hmac("billing", SECRET, BOX, key_id="shared"))
+    await cache.store.add_service_key(ServiceKey.new_hmac("payments", SECRET, BOX, key_id="shared"))
+    keys = StoreServiceKeys(cache, BOX)
+    assert await keys.key_by_id("shared") is None  # refused (and logged) by the awaited path
+    assert keys.peek_key_by_id("shared") is None

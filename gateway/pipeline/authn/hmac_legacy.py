@@ -28,7 +28,7 @@ from typing import Final
 
 from gateway.pipeline.authn.derived import KeyUse, ServiceKeyUses
 from gateway.pipeline.base import AuthError, AuthMethod, Principal, RequestView
-from gateway.pipeline.sources import KeyAlgorithm, NonceStore, ServiceKeySource
+from gateway.pipeline.sources import KeyAlgorithm, NonceStore, PeekableServiceKeySource, ServiceKeySource
 
 SERVICE_ID_HEADER: Final = "X-Service-ID"
 SIGNATURE_HEADER: Final = "X-Service-Signature"
@@ -82,6 +82,8 @@ class LegacyHmacAuthenticator:
         if replay_protection and nonces is None:
             raise ValueError("replay_protection needs a nonce store")
         self.keys = keys
+        # The store adapter answers cached keys without a coroutine; other sources are awaited.
+        self._peek = keys.peek_verification_keys if isinstance(keys, PeekableServiceKeySource) else None
         self.window = window
         # Only set when replay protection is on: its presence is the switch on the hot path.
         self.nonces = nonces if replay_protection else None
@@ -127,7 +129,10 @@ class LegacyHmacAuthenticator:
         # The keyed HMAC and principal of each usable key, found by the record's identity (no call).
         by_id = self._uses.by_id
         candidates: list[KeyUse] = []
-        for key in await self.keys.verification_keys(service_id):
+        keys = self._peek(service_id) if self._peek is not None else None
+        if keys is None:
+            keys = await self.keys.verification_keys(service_id)
+        for key in keys:
             if key.algorithm == KeyAlgorithm.HMAC_SHA256 and (key.expires_at is None or key.expires_at > now):
                 use = by_id.get(id(key))
                 if use is None or use.key is not key:

@@ -55,7 +55,13 @@ from gateway.pipeline.authn.signature_base import (
     verify_content_digest,
 )
 from gateway.pipeline.base import AuthError, AuthMethod, Principal, RequestView
-from gateway.pipeline.sources import KeyAlgorithm, NonceStore, ServiceKeySource, VerificationKey
+from gateway.pipeline.sources import (
+    KeyAlgorithm,
+    NonceStore,
+    PeekableServiceKeySource,
+    ServiceKeySource,
+    VerificationKey,
+)
 
 DEFAULT_REQUIRED_COMPONENTS: Final = ("@method", "@authority", "@path", "@query")
 DEFAULT_MAX_AGE: Final = 300.0
@@ -225,6 +231,8 @@ class HttpSignatureAuthenticator:
         if require_nonce and nonces is None:
             raise ValueError("require_nonce needs a nonce store")
         self.keys = keys
+        # The store adapter answers cached keys without a coroutine; other sources are awaited.
+        self._peek = keys.peek_key_by_id if isinstance(keys, PeekableServiceKeySource) else None
         self.required = frozenset(parse_component_ids(required_components))
         self.require_digest_with_body = require_digest_with_body
         self.max_age = max_age
@@ -263,7 +271,8 @@ class HttpSignatureAuthenticator:
         if nonce is None and self.require_nonce:
             raise self._fail("httpsig.nonce_missing", f"signature {label!r} has no nonce")
 
-        key = await self.keys.key_by_id(keyid)
+        peeked = self._peek(keyid) if self._peek is not None else None
+        key = peeked[0] if peeked is not None else await self.keys.key_by_id(keyid)
         if key is None or (key.expires_at is not None and key.expires_at <= now):
             raise self._fail("httpsig.unknown_key", f"no active key {keyid!r}")
         if "alg" in params and params["alg"] != key.algorithm:
