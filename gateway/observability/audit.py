@@ -154,7 +154,8 @@ class AuditTrail:
     # -- the request path --------------------------------------------------------------------
     def record(self, event: AuditEvent) -> None:
         """Queue ``event`` for the next batch. Never blocks, never raises for a full buffer."""
-        self._queue(event.result, event)
+        self._arrivals += 1
+        self._queue(self._arrivals, event.result, event)
 
     def record_decision(
         self,
@@ -196,17 +197,10 @@ class AuditTrail:
             detail,
             "%024x" % ((ns << 32) | (arrival & _ID_SUFFIX)),  # half the cost of an f-string
         )
-        (self._successes if result is AuditResult.ALLOW else self._kept).append((arrival, row))
-        pending = len(self._successes) + len(self._kept)
-        if pending > self.capacity:
-            self._shed()
-            pending = self.capacity
-        if pending >= self.batch_size:
-            self._wake.set()
+        self._queue(arrival, result, row)
 
-    def _queue(self, result: AuditResult, item: AuditEvent) -> None:
-        self._arrivals += 1
-        (self._successes if result is AuditResult.ALLOW else self._kept).append((self._arrivals, item))
+    def _queue(self, arrival: int, result: AuditResult, item: AuditEvent | AuditRow) -> None:
+        (self._successes if result is AuditResult.ALLOW else self._kept).append((arrival, item))
         pending = len(self._successes) + len(self._kept)
         if pending > self.capacity:
             self._shed()

@@ -87,6 +87,14 @@ class TokenSource(Protocol):
         ...
 
 
+@runtime_checkable
+class PeekableTokenSource(TokenSource, Protocol):
+    """A token source that can answer synchronously from memory (the store adapter over the cache)."""
+
+    def peek(self, token_hash: str) -> TokenRecord | None:
+        """What ``lookup`` would answer, if known without waiting; ``None``: await ``lookup``."""
+
+
 @dataclass(frozen=True, slots=True)
 class ApiClientRecord:
     """An API client and the key it presented (found by the SHA-256 of the whole key)."""
@@ -107,6 +115,14 @@ class ApiKeySource(Protocol):
     async def lookup(self, key_hash: str) -> ApiClientRecord | None:
         """The client owning the key whose SHA-256 (lowercase hex) is ``key_hash``, revoked included; else ``None``."""
         ...
+
+
+@runtime_checkable
+class PeekableApiKeySource(ApiKeySource, Protocol):
+    """An API key source that can answer synchronously from memory (the store adapter over the cache)."""
+
+    def peek(self, key_hash: str) -> ApiClientRecord | None:
+        """What ``lookup`` would answer, if known without waiting; ``None``: await ``lookup``."""
 
 
 class NonceStore(Protocol):

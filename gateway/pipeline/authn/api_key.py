@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 from gateway.credentials.errors import MalformedCredential
 from gateway.credentials.tokens import TokenKind
@@ -31,18 +31,10 @@ from gateway.pipeline.allowlists import ip_allowlist, origin_allowlist
 from gateway.pipeline.authn.derived import PerRecord
 from gateway.pipeline.authn.shapes import ParsedTokens
 from gateway.pipeline.base import AuthError, AuthMethod, CredentialDenied, CredentialKind, Principal, RequestView
-from gateway.pipeline.sources import ApiClientRecord, ApiKeySource
+from gateway.pipeline.sources import ApiClientRecord, ApiKeySource, PeekableApiKeySource
 
 DEFAULT_HEADER: Final = "X-API-Key"
 MAX_KEY_LENGTH: Final = 256
-
-
-@runtime_checkable
-class PeekableApiKeySource(ApiKeySource, Protocol):
-    """An API key source that can answer synchronously from memory (the store adapter over the cache)."""
-
-    def peek(self, key_hash: str) -> ApiClientRecord | None:
-        """What ``lookup`` would answer, if known without waiting; ``None``: await ``lookup``."""
 
 
 def client_subject(client_id: str) -> str:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 from gateway.credentials.errors import MalformedCredential
 from gateway.credentials.tokens import TokenKind
@@ -56,19 +56,11 @@ from gateway.pipeline.base import (
     RequestView,
     service_subject,
 )
-from gateway.pipeline.sources import TokenRecord, TokenSource
+from gateway.pipeline.sources import PeekableTokenSource, TokenRecord, TokenSource
 
 SERVICE_TOKEN_PREFIX: Final = TokenKind.SERVICE_TOKEN.value
 MIN_STATIC_TOKEN_LENGTH: Final = 32
 MAX_OPAQUE_TOKEN_LENGTH: Final = 512
-
-
-@runtime_checkable
-class PeekableTokenSource(TokenSource, Protocol):
-    """A token source that can answer synchronously from memory (the store adapter over the cache)."""
-
-    def peek(self, token_hash: str) -> TokenRecord | None:
-        """What ``lookup`` would answer, if known without waiting; ``None``: await ``lookup``."""
 
 
 @dataclass(frozen=True, slots=True)
