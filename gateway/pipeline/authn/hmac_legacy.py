@@ -40,11 +40,6 @@ _MAX_TIMESTAMP_DIGITS: Final = 12
 _CHALLENGE: Final = 'ServiceSignature realm="gateway"'
 
 
-def legacy_message(service_id: str, method: str, path: str, timestamp: str) -> bytes:
-    """The signed message; ``path`` is the raw request path without the query string."""
-    return f"{service_id}:{method}:{path}:{timestamp}".encode()
-
-
 def _signature_bytes(signature: str) -> bytes | None:
     """The 32 bytes of 64 hex digits (either case), else ``None``."""
     if len(signature) != 64 or not signature.isascii():
@@ -141,6 +136,7 @@ class LegacyHmacAuthenticator:
         if not candidates:
             raise self._fail("hmac.unknown_key", f"service {service_id} has no active HMAC key")
 
+        # The signed message (module docstring): the raw path without the query string.
         message = f"{service_id}:{req.method}:{req.raw_path.partition('?')[0]}:{timestamp}".encode()
         matched: KeyUse | None = None
         for use in candidates:
