@@ -8,9 +8,11 @@
 - :meth:`AuditTrail.record` appends to memory and returns: the request never waits
   for the store. The pipeline reports its decisions with :meth:`AuditTrail.record_decision`,
   which builds the decision's store row (:data:`~gateway.store.codec.DECISION_COLUMNS`,
-  with its time in microseconds and its id) there and then: a request pays for one
-  tuple, never an :class:`~gateway.credentials.audit.AuditEvent` object, and writing a
-  batch (:meth:`Store.append_audit_rows`) does no per-row work on the event loop.
+  with its time in microseconds and its id) there and then, from the decision's facts
+  (:func:`decision_facts`, kept by the policy for a principal it allows again) and the
+  request's own fields: a request pays for two tuples, never an
+  :class:`~gateway.credentials.audit.AuditEvent` object, and writing a batch
+  (:meth:`Store.append_audit_rows`) does no per-row work on the event loop.
 - The buffer is bounded (``buffer`` events). When it is full, the **oldest
   successes** are dropped first; denials, would-be denials and admin actions are
   dropped only when the buffer holds nothing else (memory stays bounded even when
@@ -67,7 +69,25 @@ _RESULT_OF_TEXT: Final = {result.value: result for result in AuditResult}
 
 
 def _result(item: AuditEvent | AuditRow) -> AuditResult:
-    return item.result if isinstance(item, AuditEvent) else _RESULT_OF_TEXT[str(item[1])]
+    return item.result if isinstance(item, AuditEvent) else _RESULT_OF_TEXT[str(item[0])]
+
+
+# A decision's facts: the values of DECISION_FACT_COLUMNS (its row starts with them).
+DecisionFacts = tuple[str, str, str, str, str, str, str, str]
+
+
+def decision_facts(
+    result: AuditResult,
+    reason: str,
+    route: str,
+    credential_kind: str,
+    credential_id: str,
+    principal: str,
+    tenant: str,
+    detail: str,
+) -> DecisionFacts:
+    """What a decision shares with every decision of its kind, for :meth:`AuditTrail.record_decision`."""
+    return (_RESULT_TEXT[result], reason, route, credential_kind, credential_id, principal, tenant, detail)
 
 
 class AuditSink(Protocol):
@@ -158,46 +178,26 @@ class AuditTrail:
         self._queue(self._arrivals, event.result, event)
 
     def record_decision(
-        self,
-        ns: int,
-        result: AuditResult,
-        reason: str,
-        request_id: str,
-        route: str,
-        method: str,
-        credential_kind: str,
-        credential_id: str,
-        principal: str,
-        tenant: str,
-        client_ip: str,
-        user_agent: str,
-        detail: str,
+        self, ns: int, facts: DecisionFacts, method: str, request_id: str, client_ip: str, user_agent: str
     ) -> None:
         """Queue a pipeline decision (``ns``: its time.time_ns()) like :meth:`record`, as its store row.
 
-        The row is the same on every try of its batch. Its id is the event id format (new_event_id):
-        16 hex digits of nanoseconds, then 8 that tell apart events of the same instant, here the arrival
-        number: no system call for randomness per event. One ``%`` format of one integer makes all 24 digits
-        (``ns`` < 2**64 until the year 2554).
+        ``facts`` (:func:`decision_facts`) are what it shares with every decision of its kind; a caller
+        that decides the same way again keeps them. The row is the same on every try of its batch. Its
+        id is the event id format (new_event_id): 16 hex digits of nanoseconds, then 8 that tell apart
+        events of the same instant, here the arrival number: no system call for randomness per event.
+        One ``%`` format of one integer makes all 24 digits (``ns`` < 2**64 until the year 2554).
         """
         self._arrivals = arrival = self._arrivals + 1
-        row = (
+        row = facts + (
             ns // 1000,  # microseconds, as the store keeps times
-            _RESULT_TEXT[result],
-            reason,
-            request_id,
-            route,
             method,
-            credential_kind,
-            credential_id,
-            principal,
-            tenant,
+            request_id,
             client_ip,
             user_agent,
-            detail,
             "%024x" % ((ns << 32) | (arrival & _ID_SUFFIX)),  # half the cost of an f-string
         )
-        self._queue(arrival, result, row)
+        self._queue(arrival, _RESULT_OF_TEXT[facts[0]], row)
 
     def _queue(self, arrival: int, result: AuditResult, item: AuditEvent | AuditRow) -> None:
         (self._successes if result is AuditResult.ALLOW else self._kept).append((arrival, item))

@@ -101,22 +101,48 @@ class RequestSeries(Collector):
             yield family
 
 
+class AuthDecisions:
+    """One label set of ``gateway_auth_decisions_total`` and its method's duration histogram.
+
+    Held by a caller that decides the same way many times (a route's allowed decisions for one
+    principal): counting one is a single call, no key tuple and no lookups.
+    """
+
+    __slots__ = ("count", "durations")
+
+    def __init__(self, durations: _Durations) -> None:
+        self.count = 0
+        self.durations = durations
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        durations = self.durations
+        durations.buckets[bisect_left(durations.bounds, seconds)] += 1
+        durations.total += seconds
+
+
 class AuthSeries(Collector):
     """``gateway_auth_decisions_total`` and ``gateway_auth_duration_seconds``, updated by the
     event loop without locks (one decision per authenticated request), like :class:`RequestSeries`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._decisions: dict[tuple[str, str, str, str, str], int] = {}
+        self._decisions: dict[tuple[str, str, str, str, str], AuthDecisions] = {}
         self._durations: dict[str, _Durations] = {}
         registry.register(self)
 
-    def observe(self, route: str, method: str, result: str, reason: str, mode: str, duration: float) -> None:
+    def decisions(self, route: str, method: str, result: str, reason: str, mode: str) -> AuthDecisions:
+        """The series of one label set (created on first use; label values are bounded)."""
         key = (route, method, result, reason, mode)
-        self._decisions[key] = self._decisions.get(key, 0) + 1
-        durations = self._durations.get(method)
-        if durations is None:
-            durations = self._durations[method] = _Durations(AUTH_BUCKETS)
-        durations.observe(duration)
+        found = self._decisions.get(key)
+        if found is None:
+            durations = self._durations.get(method)
+            if durations is None:
+                durations = self._durations[method] = _Durations(AUTH_BUCKETS)
+            found = self._decisions[key] = AuthDecisions(durations)
+        return found
+
+    def observe(self, route: str, method: str, result: str, reason: str, mode: str, duration: float) -> None:
+        self.decisions(route, method, result, reason, mode).observe(duration)
 
     def collect(self) -> Iterator[Metric]:
         decisions = CounterMetricFamily(
@@ -124,8 +150,8 @@ class AuthSeries(Collector):
             "Policy decisions, by route, auth method (or none), result (allow, deny, would_deny), reason and mode.",
             labels=["route", "method", "result", "reason", "mode"],
         )
-        for labels, count in self._decisions.copy().items():
-            decisions.add_metric(list(labels), float(count))
+        for labels, series in self._decisions.copy().items():
+            decisions.add_metric(list(labels), float(series.count))
         yield decisions
         family = HistogramMetricFamily(
             "gateway_auth_duration_seconds",

@@ -30,13 +30,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from time import perf_counter, time_ns
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from aiohttp import web
 
 from gateway.auth_settings import CorsSettings, PolicySettings
 from gateway.credentials.audit import AuditResult
-from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.audit import DecisionFacts, decision_facts
+from gateway.observability.metrics import AuthDecisions, GatewayMetrics
+from gateway.pipeline.authn.derived import PerRecord
 from gateway.pipeline.authz.ip import IpAuthorizer
 from gateway.pipeline.authz.origin import OriginAuthorizer
 from gateway.pipeline.authz.scopes import ScopeAuthorizer
@@ -70,26 +72,22 @@ SIGNATURE_HEADERS: Final = (
 class AuditSink(Protocol):
     """Where decisions are reported (the runtime's :class:`~gateway.observability.audit.AuditTrail`).
 
-    ``record_decision`` takes the decision's fields (its time as ``time.time_ns()``) and must not
-    block: it keeps the decision's store row for the next batch, never an event object.
+    ``record_decision`` takes the decision's facts (:func:`~gateway.observability.audit.decision_facts`),
+    its time as ``time.time_ns()`` and the request's fields, and must not block: it keeps the decision's
+    store row for the next batch, never an event object.
     """
 
     def record_decision(
-        self,
-        ns: int,
-        result: AuditResult,
-        reason: str,
-        request_id: str,
-        route: str,
-        method: str,
-        credential_kind: str,
-        credential_id: str,
-        principal: str,
-        tenant: str,
-        client_ip: str,
-        user_agent: str,
-        detail: str,
+        self, ns: int, facts: DecisionFacts, method: str, request_id: str, client_ip: str, user_agent: str
     ) -> None: ...
+
+
+class _Allowed(NamedTuple):
+    """How a route reports allowing one principal: the same for each of its requests, so kept."""
+
+    method: str  # the authenticator's name
+    series: AuthDecisions
+    facts: DecisionFacts | None  # None: the route does not audit what it allows
 
 
 class CorsPolicy:
@@ -171,6 +169,9 @@ class RoutePolicy:
         self.metrics = metrics
         self.audit = audit
         self.audit_allowed = settings.audit == "all"
+        self._allowed: PerRecord[Principal, _Allowed] = PerRecord(
+            lambda principal: self._allowed_of(principal, principal.method)
+        )
         # Checks before any credential; a route without them goes straight to its authenticators.
         self.screened = self.ip is not None or self.origins is not None or self.cors is not None
 
@@ -226,7 +227,22 @@ class RoutePolicy:
                 request, client_ip, request_id, principal, method, AuditResult.DENY, error, perf_counter() - started
             )
             raise
-        if refusal is None:
+        if refusal is None and principal is not None:
+            # The common case, from facts kept per principal: one metric update, one audit row.
+            allowed = self._allowed.of(principal)
+            if allowed.method != method:  # an authenticator naming its principals otherwise: not kept
+                allowed = self._allowed_of(principal, method)
+            allowed.series.observe(perf_counter() - started)
+            if allowed.facts is not None and self.audit is not None:
+                self.audit.record_decision(
+                    time_ns(),
+                    allowed.facts,
+                    request.method,
+                    request_id,
+                    client_ip,
+                    request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
+                )
+        elif refusal is None:  # anonymous
             self._report(
                 request, client_ip, request_id, principal, method, AuditResult.ALLOW, None, perf_counter() - started
             )
@@ -285,6 +301,23 @@ class RoutePolicy:
         return self.scopes is not None and bool(self.scopes.required(method))
 
     # -- reporting ---------------------------------------------------------------------------
+    def _allowed_of(self, principal: Principal, method: str) -> _Allowed:
+        """How allowing ``principal`` (authenticated by ``method``) is counted and audited."""
+        series = self.metrics.auth_series.decisions(self.route, method, AuditResult.ALLOW, ALLOWED, self.mode)
+        if self.audit is None or not self.audit_allowed:
+            return _Allowed(method, series, None)
+        facts = decision_facts(
+            AuditResult.ALLOW,
+            ALLOWED,
+            self.route,
+            principal.credential_kind,
+            principal.credential_id,
+            principal.subject,
+            principal.tenant or "",
+            method,
+        )
+        return _Allowed(method, series, facts)
+
     def _report(
         self,
         request: web.Request,
@@ -334,16 +367,9 @@ class RoutePolicy:
             kind, credential_id, subject, tenant = (method if method != NO_METHOD else ""), "", "", ""
         self.audit.record_decision(
             time_ns(),
-            result,
-            reason,
-            request_id,
-            self.route,
+            decision_facts(result, reason, self.route, kind, credential_id, subject, tenant, detail),
             request.method,
-            kind,
-            credential_id,
-            subject,
-            tenant,
+            request_id,
             client_ip,
             request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
-            detail,
         )

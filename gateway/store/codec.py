@@ -132,11 +132,25 @@ AUDIT_COLUMNS = tuple(AUDIT_FIELDS)  # to_row's keys, in this order (audit_row's
 ADMIN_COLUMNS = ("admin", "action", "target")
 NO_ADMIN: Final[Mapping[str, str]] = dict.fromkeys(ADMIN_COLUMNS, "")
 # The audit trail hands the pipeline's decisions to a store as rows of these columns (AUDIT_COLUMNS but
-# the admin ones, in this order), built once when the decision is recorded and never an AuditEvent object.
-# A store writes the admin columns empty, as constants: a bound parameter per column per row is what
-# appending costs most (SQLite copies each one).
-DECISION_COLUMNS = tuple(name for name in AUDIT_COLUMNS if name not in ADMIN_COLUMNS)
-AuditRow = tuple[int | str, ...]  # time (int microseconds), result (its value), then strings
+# the admin ones), built once when the decision is recorded and never an AuditEvent object. A store writes
+# the admin columns empty, as constants: a bound parameter per column per row is what appending costs
+# most (SQLite copies each one). The facts first, the same for every decision of one kind (a route
+# allowing one principal), then the request's own: a row is the facts tuple plus one short tuple.
+DECISION_FACT_COLUMNS = (
+    "result",
+    "reason",
+    "route",
+    "credential_kind",
+    "credential_id",
+    "principal",
+    "tenant",
+    "detail",
+)
+DECISION_REQUEST_COLUMNS = ("time", "method", "request_id", "client_ip", "user_agent", "event_id")
+DECISION_COLUMNS = DECISION_FACT_COLUMNS + DECISION_REQUEST_COLUMNS
+if sorted(DECISION_COLUMNS) != sorted(name for name in AUDIT_COLUMNS if name not in ADMIN_COLUMNS):
+    raise AssertionError("DECISION_COLUMNS must be the audit columns but the admin ones")  # pragma: no cover
+AuditRow = tuple[int | str, ...]  # result (its value), strings, time (int microseconds), strings
 
 _SPECS: dict[type, dict[str, str]] = {
     ServiceKey: SERVICE_KEY_FIELDS,
