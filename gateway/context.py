@@ -41,9 +41,38 @@ CLIENT_IP = web.RequestKey("client_ip", str)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+_IDS_PER_READ: Final = 128
+
+
+class _RequestIds:
+    """Request ids from the OS's random source, read for 128 ids at a time: a system call per id
+    (``os.urandom(16)``) costs about 1 % of a proxied request. Used on the event loop's thread only."""
+
+    __slots__ = ("_digits", "_at")
+
+    def __init__(self) -> None:
+        self._digits = ""
+        self._at = 0
+
+    def next(self) -> str:
+        at = self._at
+        if at >= len(self._digits):
+            self._digits, at = os.urandom(16 * _IDS_PER_READ).hex(), 0
+        self._at = at + 32
+        return self._digits[at : at + 32]
+
+    def forget(self) -> None:
+        """Drop the unused ids (a forked child must not hand out its parent's)."""
+        self._digits, self._at = "", 0
+
+
+_request_ids = _RequestIds()
+os.register_at_fork(after_in_child=_request_ids.forget)
+
+
 def new_request_id() -> str:
     """128 random bits as 32 hex characters (nginx's ``$request_id`` shape)."""
-    return os.urandom(16).hex()
+    return _request_ids.next()
 
 
 def accept_request_id(value: str | None, from_trusted_hop: bool) -> str:
