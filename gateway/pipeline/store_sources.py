@@ -144,6 +144,8 @@ class StoreServiceKeys:
         self._usable_lists: _Windows[tuple[VerificationKey, ...]] = _Windows()  # by service id
         self._usable_keys: _Windows[VerificationKey | None] = _Windows()  # by RFC 9421 keyid
         self._index: dict[str, set[str]] | None = None
+        # Bare key id -> its cache ref, for the ids of the index that name exactly one service.
+        self._refs: dict[str, str] = {}
         self._index_loaded_at = float("-inf")
         self._index_task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -202,15 +204,15 @@ class StoreServiceKeys:
         if "/" in key_id:
             ref = key_id
         else:
-            index = self._index
-            if index is None or self.clock() - self._index_loaded_at > self.index_ttl:
+            found_ref = self._refs.get(key_id)
+            if found_ref is None or self.clock() - self._index_loaded_at > self.index_ttl:
                 return None
-            services = index.get(key_id)
-            if services is None or len(services) != 1:
-                return None
-            ref = service_key_ref(next(iter(services)), key_id)
+            ref = found_ref
         record = self.cache.peek_service_key(ref)
-        return None if record is None else (self._usable_key(key_id, record),)
+        if record is None:
+            return None
+        found = self._usable_keys.get(key_id, record, time.time())  # the usual answer, without a call more
+        return found if found is not None else (self._usable_key(key_id, record),)
 
     def _usable_of(self, service_id: str, records: list[ServiceKey]) -> tuple[VerificationKey, ...]:
         """The usable verification keys among a service's records, remembered until one of them changes."""
@@ -303,13 +305,19 @@ class StoreServiceKeys:
         for record in await self.store.list_service_keys():
             index.setdefault(record.key_id, set()).add(record.service_id)
         self._index = index
+        self._refs = {key_id: service_key_ref(next(iter(s)), key_id) for key_id, s in index.items() if len(s) == 1}
         self._index_loaded_at = loaded_at
 
     def _changed(self, invalidation: Invalidation) -> None:
         if invalidation.kind is InvalidationKind.SERVICE_KEY:
             service_id, _, key_id = invalidation.id.partition("/")
             if self._index is not None and key_id:
-                self._index.setdefault(key_id, set()).add(service_id)  # adding is safe: lookups check the key
+                services = self._index.setdefault(key_id, set())
+                services.add(service_id)  # adding is safe: lookups check the key
+                if len(services) == 1:
+                    self._refs[key_id] = service_key_ref(service_id, key_id)
+                else:
+                    self._refs.pop(key_id, None)  # now ambiguous
         elif invalidation.kind is InvalidationKind.ALL:
             self._index_loaded_at = float("-inf")  # reload on the next lookup
 

@@ -150,3 +150,22 @@ async def test_an_ambiguous_bare_key_id_is_never_peeked(cache: CredentialCache) 
     keys = StoreServiceKeys(cache, BOX)
     assert await keys.key_by_id("shared") is None  # refused (and logged) by the awaited path
     assert keys.peek_key_by_id("shared") is None
+
+
+async def test_a_bare_key_id_taken_by_a_second_service_stops_being_peeked(cache: CredentialCache) -> None:
+    await cache.store.add_service_key(ServiceKey.new_hmac("billing", SECRET, BOX, key_id="k9"))
+    keys = StoreServiceKeys(cache, BOX)
+    await keys.start()
+    try:
+        key = await keys.key_by_id("k9")
+        assert key is not None
+        assert keys.peek_key_by_id("k9") == (key,)
+        await cache.store.add_service_key(ServiceKey.new_hmac("payments", SECRET, BOX, key_id="k9"))
+        for _ in range(100):  # the change notification arrives on the event loop
+            if keys.peek_key_by_id("k9") is None:
+                break
+            await asyncio.sleep(0.01)
+        assert keys.peek_key_by_id("k9") is None  # ambiguous now: the awaited path refuses it
+        assert await keys.key_by_id("k9") is None
+    finally:
+        await keys.close()
