@@ -37,7 +37,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple
 
 import http_sf
-from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -69,7 +68,6 @@ DEFAULT_CLOCK_SKEW: Final = 30.0
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 MAX_FIELD_BYTES: Final = 8192
 MAX_NONCE_LENGTH: Final = 256
-MAX_COVERAGES: Final = 1024  # distinct lists of covered components remembered (clients sign alike)
 
 _CHALLENGE: Final = 'Signature realm="gateway"'
 _PARAMETER_TYPES: Final[dict[str, type]] = {
@@ -81,115 +79,93 @@ _PARAMETER_TYPES: Final[dict[str, type]] = {
     "tag": str,
 }
 
-# The shape nearly every signer sends (one signature; plain component names; Integer and
-# String parameters without escapes or ';'), taken apart with string operations instead of
-# the general RFC 8941 parser, which costs ~60 µs for the two fields. Anything else, and
-# any duplicate parameter, goes through http_sf. What this path accepts, http_sf parses to
-# the same values (a property test holds it to that).
-_SF_KEY = re.compile(r"[a-z*][a-z0-9_.*-]*")
-_COMPONENT_LIST = re.compile(r'(?:"[a-z0-9@_.-]+"(?: "[a-z0-9@_.-]+")*)?')
-_MAX_INTEGER_DIGITS: Final = 15
-_MAX_REMEMBERED: Final = 1024
+# The shape nearly every signer sends: one signature, plain component names, and only the
+# parameters this verifier knows, each once and of its type (Integers without leading zeros,
+# Strings without escapes, ';' or more than MAX_NONCE_LENGTH characters). It is taken apart
+# with regular expressions instead of the general RFC 8941 parser (~60 µs for the two fields),
+# and what the general path would check of it holds by construction: known parameters of the
+# right type, a nonce not too long, no component twice. Anything else (and a missing keyid,
+# a Signature for another label) goes through http_sf and the general checks, which name the
+# problem. What this path accepts, http_sf parses to the same values (property tests).
+#
+# The text before the Inner List's ')' (label and component names) repeats from request to
+# request: the authenticator checks it once per distinct text (a _Shape). The parameters
+# change with ``created``: matched per request.
+_HEAD = re.compile(r'([a-z*][a-z0-9_.*-]*)=\(((?:"[a-z0-9@_.-]+"(?: "[a-z0-9@_.-]+")*)?)')
+_PARAMETER = re.compile(
+    r";(?:(created|expires)=(0|-?[1-9][0-9]{0,14})"
+    rf'|(alg|keyid|nonce|tag)="([ !#-:<-\[\]-~]{{0,{MAX_NONCE_LENGTH}}})")(?=;|\Z)'
+)
+MAX_SHAPES: Final = 1024  # distinct label + component lists remembered (clients sign alike)
 
 
-class _Valid:
-    """Texts that matched a pattern, remembered (labels, parameter names and component lists repeat)."""
-
-    __slots__ = ("pattern", "_seen")
-
-    def __init__(self, pattern: re.Pattern[str]) -> None:
-        self.pattern = pattern
-        self._seen: set[str] = set()
-
-    def __call__(self, text: str) -> bool:
-        if text in self._seen:
-            return True
-        if self.pattern.fullmatch(text) is None:
-            return False
-        if len(self._seen) >= _MAX_REMEMBERED:
-            self._seen.clear()
-        self._seen.add(text)
-        return True
-
-
-_is_key = _Valid(_SF_KEY)
-_is_component_list = _Valid(_COMPONENT_LIST)
-
-
-def _parameter(value: str) -> int | str | None:
-    """An Integer (``-?[0-9]{1,15}``) or a String without escapes (``"[ !#-[]-~]*"``), else ``None``."""
-    if value[:1] == '"':
-        inner = value[1:-1]
-        if len(value) < 2 or value[-1] != '"' or '"' in inner or "\\" in inner:
-            return None
-        return inner if inner.isascii() and (inner.isprintable() or not inner) else None
-    digits = value[1:] if value[:1] == "-" else value
-    if 0 < len(digits) <= _MAX_INTEGER_DIGITS and digits.isascii() and digits.isdigit():
-        return int(value)
-    return None
-
-
-class FastFields(NamedTuple):
-    """One signature in the common shape: its label, the text of its component list, its parameters,
-    and the Signature member's label and bytes."""
-
-    label: str
-    components: str  # '"@method" "@path"': plain names, one space apart
-    params: dict[str, Any]
-    params_text: str | None  # the parameters' text when it is their serialization (Integers without leading 0s)
-    signature_label: str
-    signature: bytes
-
-
-def fast_fields(signature_input: str, signature: str) -> FastFields | None:
-    """Both fields in the common shape, or ``None`` (use http_sf)."""
-    label, sep, rest = signature_input.partition("=(")
-    if not sep or not _is_key(label):
+def common_head(head: str) -> tuple[str, tuple[str, ...]] | None:
+    """The label and component names of a Signature-Input's text before its ``)`` in the common
+    shape (``sig=("@method" "@path"``), or ``None``: not that shape, or a component named twice."""
+    match = _HEAD.fullmatch(head)
+    if match is None:
         return None
-    components, sep, parameters = rest.partition(")")  # component names hold no ')'
-    if not sep or not _is_component_list(components):
+    label, names = match.groups()
+    components = tuple(name[1:-1] for name in names.split(" ")) if names else ()
+    if len(set(components)) != len(components):
+        return None
+    return label, components
+
+
+def common_parameters(text: str) -> dict[str, Any] | None:
+    """The parameters after a Signature-Input's Inner List (``;created=1;keyid="k"``) in the common
+    shape, in their order, or ``None``. Their text is then their serialization (RFC 8941 §4.1)."""
+    found = _PARAMETER.findall(text)
+    # A match starts at a ';' and ends just before the next one or at the end (no String here
+    # holds a ';'): as many matches as ';', the first at the start, cover the whole text.
+    if len(found) != text.count(";") or text[:1] not in ("", ";"):
         return None
     params: dict[str, Any] = {}
-    canonical = True
-    if parameters:
-        if parameters[0] != ";":
-            return None
-        # A String holding ';' splits into pieces that are not parameters: the full parser decides then.
-        for piece in parameters[1:].split(";"):
-            key, sep, text = piece.partition("=")
-            if not sep or key in params or not _is_key(key):
-                return None  # a duplicate: RFC 8941 lets the last one win; leave that to the full parser
-            parameter = _parameter(text)
-            if parameter is None:
-                return None
-            if type(parameter) is int and text != str(parameter):
-                canonical = False  # "-0", "007": serialized as "0", "7"
-            params[key] = parameter
-    signature_label, sep, rest = signature.partition("=:")
-    if not sep or rest[-1:] != ":" or not _is_key(signature_label):
+    for int_name, integer, str_name, string in found:
+        if int_name:
+            params[int_name] = int(integer)
+        else:
+            params[str_name] = string
+    if len(params) != len(found):
+        return None  # a duplicate: RFC 8941 lets the last one win; the general path refuses it
+    return params
+
+
+def common_signature(signature: str, prefix: str) -> bytes | None:
+    """The bytes of a Signature field that is exactly one member, ``prefix`` (``label=:``) then
+    Base64 then ``:``, or ``None``."""
+    if len(signature) <= len(prefix) or signature[-1] != ":" or not signature.startswith(prefix):
         return None
     try:
         # base64.b64decode(..., validate=True) without its two Python calls: the Base64 alphabet and
         # padding only (a non-ASCII str raises ValueError, as b64decode's encode("ascii") does)
-        value = binascii.a2b_base64(rest[:-1], strict_mode=True)
-    except (binascii.Error, ValueError):
+        return binascii.a2b_base64(signature[len(prefix) : -1], strict_mode=True)
+    except ValueError:  # binascii.Error is one
         return None
-    return FastFields(label, components, params, parameters if canonical else None, signature_label, value)
-
-
-def _components(names: str) -> list[SfItem]:
-    return [(name[1:-1], {}) for name in names.split(" ")] if names else []
 
 
 def fast_parse(signature_input: str, signature: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Both fields as ``http_sf.parse(..., tltype="dictionary")`` would return them, or ``None`` (use http_sf)."""
-    fast = fast_fields(signature_input, signature)
-    if fast is None:
+    """Both fields as ``http_sf.parse(..., tltype="dictionary")`` would return them when they are in
+    the common shape, or ``None`` (use http_sf). For tests: the authenticator takes the same steps."""
+    head, sep, params_text = signature_input.partition(")")
+    shape = common_head(head) if sep else None
+    params = common_parameters(params_text) if shape is not None else None
+    if shape is None or params is None:
         return None
-    return (
-        {fast.label: (_components(fast.components), fast.params)},
-        {fast.signature_label: (fast.signature, {})},
-    )
+    label, components = shape
+    value = common_signature(signature, f"{label}=:")
+    if value is None:
+        return None
+    return {label: ([(name, {}) for name in components], params)}, {label: (value, {})}
+
+
+class _Shape(NamedTuple):
+    """What the text before a common-shape Signature-Input's ``)`` decides, for one authenticator."""
+
+    label: str
+    coverage: Coverage
+    covered: bool  # the required components are all covered
+    signature_prefix: str  # how the Signature field starts: ``label=:``
 
 
 def _reject_duplicate(key: str, context: str) -> None:
@@ -243,7 +219,7 @@ class HttpSignatureAuthenticator:
         self.tag = tag
         self.clock = clock
         self._public_keys: dict[bytes, Ed25519PublicKey] = {}
-        self._coverages: dict[str, Coverage] = {}  # by the text of a common-shape component list
+        self._shapes: dict[str, _Shape] = {}  # by the text before a common-shape Signature-Input's ')'
         self._uses = ServiceKeyUses(AuthMethod.HTTP_SIGNATURE)
 
     def _fail(self, reason: str, log_detail: str) -> AuthError:
@@ -254,19 +230,35 @@ class HttpSignatureAuthenticator:
         headers = req.headers
         inputs = headers.getall("Signature-Input", ())
         signatures = headers.getall("Signature", ())
-        if not inputs and not signatures:
-            return None
         if not inputs or not signatures:
+            if not inputs and not signatures:
+                return None
             raise self._fail("httpsig.malformed", "Signature-Input and Signature must come together")
         selected = self._select(inputs, signatures)
         if selected is None:
             return None  # signatures for someone else (another tag)
-        label, coverage, params, params_text, signature = selected
+        label, coverage, covered, params, params_text, signature = selected
         keyid: str = params["keyid"]
 
+        # created / expires: valid_until is until when (Unix seconds) this signature stays acceptable.
         now = self.clock()
-        expires_at = self._check_times(label, params, now)
-        self._check_coverage(req, label, coverage)
+        created = params.get("created")
+        if created is None:
+            raise self._fail("httpsig.created_missing", f"signature {label!r} has no created")
+        if created > now + self.clock_skew:
+            raise self._fail("httpsig.skew", f"signature {label!r} created {created - now:.0f}s in the future")
+        valid_until = created + self.max_age + self.clock_skew
+        expires = params.get("expires")
+        if expires is not None and expires + self.clock_skew < valid_until:
+            valid_until = expires + self.clock_skew
+        if now > valid_until:
+            raise self._fail("httpsig.expired", f"signature {label!r} created {now - created:.0f}s ago")
+        # required components (decided once per list of components), Content-Digest with a body
+        if not covered:
+            names = ", ".join(sorted(name for name, _ in self.required - coverage.identities))
+            raise self._fail("httpsig.components_missing", f"signature {label!r} does not cover {names}")
+        if self.require_digest_with_body and not coverage.digest and req.body_exists:
+            raise self._fail("httpsig.digest_missing", f"signature {label!r}: body present, content-digest not covered")
         nonce: str | None = params.get("nonce")
         if nonce is None and self.require_nonce:
             raise self._fail("httpsig.nonce_missing", f"signature {label!r} has no nonce")
@@ -305,7 +297,7 @@ class HttpSignatureAuthenticator:
                 raise self._fail("httpsig.malformed", f"key {keyid!r}: {exc}") from None
 
         if nonce is not None and self.nonces is not None:
-            ttl = max(1, math.ceil(expires_at - now))
+            ttl = max(1, math.ceil(valid_until - now))
             if not await self.nonces.claim(f"httpsig:{keyid}", nonce, ttl):
                 raise self._fail("httpsig.replay", f"key {keyid!r}: nonce already used")
 
@@ -315,31 +307,23 @@ class HttpSignatureAuthenticator:
 
     def _select(
         self, inputs: list[str], signatures: list[str]
-    ) -> tuple[str, Coverage, dict[str, Any], str, bytes] | None:
-        """Parse both fields and pick this gateway's signature: (label, coverage, params, their serialization,
-        signature bytes)."""
+    ) -> tuple[str, Coverage, bool, dict[str, Any], str, bytes] | None:
+        """Parse both fields and pick this gateway's signature: (label, coverage, whether it covers the
+        required components, params, their serialization, signature bytes)."""
         if len(inputs) == 1 and len(signatures) == 1:
-            if len(inputs[0]) + len(signatures[0]) > MAX_FIELD_BYTES:
+            signature_input, signature_text = inputs[0], signatures[0]
+            if len(signature_input) + len(signature_text) > MAX_FIELD_BYTES:
                 raise self._fail("httpsig.malformed", "signature fields too large")
-            fast = fast_fields(inputs[0], signatures[0])
-            if fast is not None:
-                # The checks of the general path for one signature in the common shape (same order, same reasons).
-                label, params = fast.label, fast.params
-                if self.tag is not None and params.get("tag") != self.tag:
-                    return None
-                self._check_parameters(label, params)
-                coverage = self._coverages.get(fast.components)
-                if coverage is None:
-                    coverage = self._coverage(label, _components(fast.components))
-                    if len(self._coverages) >= MAX_COVERAGES:
-                        self._coverages.clear()
-                    self._coverages[fast.components] = coverage  # only a list without duplicates gets here
-                if fast.signature_label != label:
-                    raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
-                params_text = fast.params_text
-                if params_text is None:
-                    params_text = serialize_parameters(params)
-                return label, coverage, params, params_text, fast.signature
+            head, sep, params_text = signature_input.partition(")")  # component names hold no ')'
+            shape = self._shapes.get(head) if sep else None
+            if shape is None and sep:
+                shape = self._shape(head)
+            if shape is not None:
+                params = common_parameters(params_text)
+                if params is not None and "keyid" in params and (self.tag is None or params.get("tag") == self.tag):
+                    signature = common_signature(signature_text, shape.signature_prefix)
+                    if signature is not None:
+                        return shape.label, shape.coverage, shape.covered, params, params_text, signature
         input_text = ", ".join(inputs)
         signature_text = ", ".join(signatures)
         if len(input_text) + len(signature_text) > MAX_FIELD_BYTES:
@@ -359,8 +343,22 @@ class HttpSignatureAuthenticator:
             signature = parsed_signatures.get(label)
             if signature is None or not isinstance(signature[0], bytes):
                 raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
-            return label, coverage, params, serialize_parameters(params), signature[0]
+            covered = self.required <= coverage.identities
+            return label, coverage, covered, params, serialize_parameters(params), signature[0]
         return None
+
+    def _shape(self, head: str) -> _Shape | None:
+        """The common-shape ``head`` (a Signature-Input up to its ')') checked, remembered; else ``None``."""
+        found = common_head(head)
+        if found is None:
+            return None
+        label, components = found
+        coverage = Coverage([(name, {}) for name in components])
+        shape = _Shape(label, coverage, self.required <= coverage.identities, f"{label}=:")
+        if len(self._shapes) >= MAX_SHAPES:
+            self._shapes.clear()
+        self._shapes[head] = shape
+        return shape
 
     def _check_parameters(self, label: str, params: dict[str, Any]) -> None:
         for name, value in params.items():
@@ -398,28 +396,6 @@ class HttpSignatureAuthenticator:
         except (ValueError, TypeError) as exc:
             raise self._fail("httpsig.malformed", f"not a Structured Field Dictionary: {exc}") from None
         return parsed_inputs, parsed_signatures
-
-    def _check_times(self, label: str, params: dict[str, Any], now: float) -> float:
-        """Check created / expires; return until when (Unix seconds) this signature stays acceptable."""
-        created = params.get("created")
-        if created is None:
-            raise self._fail("httpsig.created_missing", f"signature {label!r} has no created")
-        if created > now + self.clock_skew:
-            raise self._fail("httpsig.skew", f"signature {label!r} created {created - now:.0f}s in the future")
-        valid_until = created + self.max_age + self.clock_skew
-        expires = params.get("expires")
-        if expires is not None:
-            valid_until = min(valid_until, expires + self.clock_skew)
-        if now > valid_until:
-            raise self._fail("httpsig.expired", f"signature {label!r} created {now - created:.0f}s ago")
-        return float(valid_until)
-
-    def _check_coverage(self, request: web.Request, label: str, coverage: Coverage) -> None:
-        if not self.required <= coverage.identities:
-            names = ", ".join(sorted(name for name, _ in self.required - coverage.identities))
-            raise self._fail("httpsig.components_missing", f"signature {label!r} does not cover {names}")
-        if self.require_digest_with_body and not coverage.digest and request.body_exists:
-            raise self._fail("httpsig.digest_missing", f"signature {label!r}: body present, content-digest not covered")
 
     def _verify(self, key: VerificationKey, base: bytes, signature: bytes) -> bool:
         """Verify with a key that is not hmac-sha256 (authenticate checks those itself)."""

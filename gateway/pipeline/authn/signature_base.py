@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Final
 
 import http_sf
@@ -69,13 +70,7 @@ class MessageParts:
         self._query_params: dict[str, list[str]] | None = None
 
     def authority(self) -> str:
-        # RFC 9421 §2.2.3: the authority normalized per RFC 9110 §4.2.3 (lowercase, no default port).
-        host = self.host.lower()
-        name, sep, port = host.rpartition(":")
-        if sep and port.isdigit() and (name.endswith("]") or ":" not in name):
-            if port.lstrip("0") == _DEFAULT_PORTS.get(self.scheme):
-                return name
-        return host
+        return normalized_authority(self.scheme, self.host)
 
     def query_param(self, name: str) -> str:
         # RFC 9421 §2.2.8: decode, then re-encode with the form percent-encode set (spaces as %20).
@@ -87,6 +82,31 @@ class MessageParts:
         if len(values) != 1:
             raise SignatureBaseError(f"query parameter {name!r} occurs more than once")
         return urllib.parse.quote(values[0], safe="*").replace("~", "%7E")
+
+
+def normalized_authority(scheme: str, host: str) -> str:
+    """RFC 9421 §2.2.3: the authority normalized per RFC 9110 §4.2.3 (lowercase, no default port);
+    ``scheme`` in lowercase."""
+    authority = host.lower()
+    name, sep, port = authority.rpartition(":")
+    if sep and port.isdigit() and (name.endswith("]") or ":" not in name):
+        if port.lstrip("0") == _DEFAULT_PORTS.get(scheme):
+            return name
+    return authority
+
+
+# Normalized authorities by (scheme as received, Host): a gateway is reached under few names.
+_AUTHORITIES: Final[dict[tuple[str, str], str]] = {}
+MAX_AUTHORITIES: Final = 1024
+
+
+def _remember_authority(scheme: str, host: str) -> str:
+    authority = normalized_authority(scheme.lower(), host)
+    if len(_AUTHORITIES) >= MAX_AUTHORITIES:
+        _AUTHORITIES.clear()
+    if authority:  # "" is never remembered: request_base reads it as "not known"
+        _AUTHORITIES[scheme, host] = authority
+    return authority
 
 
 _NO_PARAMETERS: Final[frozenset[tuple[str, Any]]] = frozenset()
@@ -226,8 +246,10 @@ class Coverage:
         "digest",
         "_derive",
         "_template",
-        "_lines",
+        "_pick",
+        "_breaks",
         "_needs_authority",
+        "_needs_uri",
     )
 
     def __init__(self, items: Sequence[SfItem]) -> None:
@@ -241,49 +263,41 @@ class Coverage:
         self.digest = any(name == CONTENT_DIGEST for name, _ in self.identities)
         # The common derived components, resolved without component_value's checks (they hold for them).
         self._derive = tuple(None if params else _DERIVED.get(name) for name, params in self.items)
-        # When every component is one of those: the base's lines as a str.format template over
-        # request_base's values (_SLOTS), so a request's base takes no call per component.
+        # When every component is one of those: the base's lines as a %-template over the values
+        # request_base picks (_SLOTS, with one C call), so a request's base takes no call per component.
         self._template: str | None = None
-        self._lines = len(self.items) + 1
-        self._needs_authority = False
+        self._pick: Callable[[tuple[str, ...]], Any] | None = None
+        self._breaks = len(self.items)  # line breaks in a base
+        self._needs_authority = self._needs_uri = False
         if self.items and all(not params and name in _SLOTS for name, params in self.items):
-            self._template = "".join(
-                f"{identifier.replace('{', '{{').replace('}', '}}')}: {{{_SLOTS[name]}}}\n"
-                for (name, _), identifier in zip(self.items, self.identifiers, strict=True)
-            ) + f'"@signature-params": {self.inner_list}'.replace("{", "{{").replace("}", "}}")
-            self._needs_authority = any(name == "@authority" for name, _ in self.items)
+            # (the identifiers and inner list are made of _SLOTS' names: no '%' to escape)
+            self._template = "".join(f"{identifier}: %s\n" for identifier in self.identifiers)
+            self._template += f'"@signature-params": {self.inner_list}'
+            self._pick = itemgetter(*(_SLOTS[name] for name, _ in self.items))  # one slot: a str, fine for %
+            names = {name for name, _ in self.items}
+            self._needs_authority = "@authority" in names
+            self._needs_uri = "@scheme" in names or "@target-uri" in names
 
     def request_base(
         self, method: str, scheme: str, host: str, target: str, headers: CIMultiDictProxy[str], params_text: str
     ) -> bytes:
         """``base(MessageParts(method, scheme, host, target, headers), params)``, ``params_text`` being
         ``serialize_parameters(params)``; without a call per component when they are all common ones."""
-        template = self._template
-        if template is None:
+        template, pick = self._template, self._pick
+        if template is None or pick is None:
             return self._base(MessageParts(method, scheme, host, target, headers), params_text)
         path, sep, query = target.partition("?")
-        scheme = scheme.lower()
-        authority = ""
-        if self._needs_authority:  # MessageParts.authority, inline
-            authority = host.lower()
-            name, colon, port = authority.rpartition(":")
-            if colon and port.isdigit() and (name.endswith("]") or ":" not in name):
-                if port.lstrip("0") == _DEFAULT_PORTS.get(scheme):
-                    authority = name
         path = path or "/"
-        text = (
-            template.format(
-                method,
-                authority,
-                path,
-                "?" + query,
-                scheme,
-                target,
-                f"{scheme}://{host}{path}{'?' + query if sep else ''}",
-            )
-            + params_text
-        )
-        if "\r" in text or text.count("\n") != self._lines - 1:
+        authority = uri = ""
+        if self._needs_authority:  # MessageParts.authority, remembered per Host
+            authority = _AUTHORITIES.get((scheme, host), "")
+            if not authority:
+                authority = _remember_authority(scheme, host)
+        if self._needs_uri:
+            scheme = scheme.lower()
+            uri = f"{scheme}://{host}{path}{'?' + query if sep else ''}"
+        text: str = template % pick((method, authority, path, "?" + query, scheme, target, uri)) + params_text
+        if "\r" in text or text.count("\n") != self._breaks:
             # A value holds a line break: the general path names the component in its error.
             return self._base(MessageParts(method, scheme, host, target, headers), params_text)
         try:
