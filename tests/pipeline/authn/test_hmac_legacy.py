@@ -7,13 +7,16 @@ import hashlib
 import hmac
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.pipeline.authn.hmac_legacy import LegacyHmacAuthenticator
+from gateway.pipeline.authn.derived import MAX_KEYS
+from gateway.pipeline.authn.hmac_legacy import LegacyHmacAuthenticator, hmac_sha256_pads
 from gateway.pipeline.sources import KeyAlgorithm, VerificationKey
 from tests.pipeline.conftest import AuthClientFactory, FakeClock, MemoryNonces, MemoryServiceKeys, decide
 
@@ -77,6 +80,11 @@ CASES = [
     Case(
         "signature-short",
         lambda now: {**sign(SECRET, SERVICE, "GET", "/v1/user/42", now), "X-Service-Signature": "ab" * 16},
+        "hmac.malformed",
+    ),
+    Case(
+        "signature-with-spaces",
+        lambda now: {**sign(SECRET, SERVICE, "GET", "/v1/user/42", now), "X-Service-Signature": "ab" * 31 + " a"},
         "hmac.malformed",
     ),
     Case(
@@ -260,3 +268,119 @@ async def test_a_request_signed_by_an_independent_stdlib_script_is_accepted(auth
     result = json.loads(stdout)
     assert result["outcome"] == "principal", result
     assert (result["subject"], result["credential_id"]) == ("service:main-backend", "k-old")
+
+
+# -- what is remembered between requests ---------------------------------------------------------------
+
+
+@given(st.binary(max_size=200), st.binary(max_size=300))
+def test_hmac_from_sha256_pads_is_hmac_sha256(secret: bytes, message: bytes) -> None:
+    """Every key length: shorter than a block (padded), exactly one, longer (hashed first, RFC 2104 §2)."""
+    inner, outer = hmac_sha256_pads(secret)
+    digest = inner.copy()
+    digest.update(message)
+    mac = outer.copy()
+    mac.update(digest.digest())
+    assert mac.digest() == hmac.new(secret, message, hashlib.sha256).digest()
+
+
+class PeekableKeys:
+    """Answers the very same key list object until the keys change, as the store adapter does."""
+
+    def __init__(self, keys: Sequence[VerificationKey]) -> None:
+        self.keys = tuple(keys)
+        self.peeks = 0
+
+    def replace(self, keys: Sequence[VerificationKey]) -> None:
+        self.keys = tuple(keys)
+
+    def peek_verification_keys(self, service_id: str) -> Sequence[VerificationKey] | None:
+        self.peeks += 1
+        return tuple(key for key in self.keys if key.service_id == service_id)
+
+    async def verification_keys(self, service_id: str) -> Sequence[VerificationKey]:
+        raise AssertionError("peek answers")
+
+    def peek_key_by_id(self, key_id: str) -> tuple[VerificationKey | None] | None:
+        raise AssertionError("not used by the legacy scheme")
+
+    async def key_by_id(self, key_id: str) -> VerificationKey | None:
+        raise AssertionError("not used by the legacy scheme")
+
+
+class SameListKeys(PeekableKeys):
+    """PeekableKeys answering one list object for one service (what the store's memory returns)."""
+
+    def peek_verification_keys(self, service_id: str) -> Sequence[VerificationKey] | None:
+        self.peeks += 1
+        return self.keys
+
+
+async def test_a_key_expiring_in_an_unchanged_list_stops_working_at_its_expiry(auth_client: AuthClientFactory) -> None:
+    clock = FakeClock(1_759_742_876)
+    expiring = VerificationKey("k-short", SERVICE, KeyAlgorithm.HMAC_SHA256, SECRET.encode(), expires_at=clock.now + 10)
+    keys = SameListKeys([expiring])
+    client = await auth_client(LegacyHmacAuthenticator(keys, clock=clock))
+    for _ in range(2):  # the second request finds the list's candidates remembered
+        result = await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", int(clock.now)))
+        assert result["outcome"] == "principal", result
+    clock.now += 9.5
+    result = await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", int(clock.now)))
+    assert result["outcome"] == "principal", result
+    clock.now += 0.5  # exactly expires_at: no longer usable
+    result = await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", int(clock.now)))
+    assert result["reason"] == "hmac.unknown_key"
+    assert keys.peeks == 4  # asked on every request
+
+
+async def test_a_revoked_key_stops_working_on_the_next_request(auth_client: AuthClientFactory) -> None:
+    clock = FakeClock(1_759_742_876)
+    old = VerificationKey("k-old", SERVICE, KeyAlgorithm.HMAC_SHA256, SECRET.encode())
+    new = VerificationKey("k-new", SERVICE, KeyAlgorithm.HMAC_SHA256, NEW_SECRET.encode())
+    keys = SameListKeys([old, new])
+    client = await auth_client(LegacyHmacAuthenticator(keys, clock=clock))
+    now = int(clock.now)
+    for secret, key_id in ((SECRET, "k-old"), (NEW_SECRET, "k-new"), (SECRET, "k-old")):
+        result = await decide(client, "GET", "/x", headers=sign(secret, SERVICE, "GET", "/x", now))
+        assert result["credential_id"] == key_id
+    keys.replace([new])  # k-old revoked: the source answers another list
+    revoked = await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", now))
+    assert revoked["reason"] == "hmac.bad_signature"
+    still = await decide(client, "GET", "/x", headers=sign(NEW_SECRET, SERVICE, "GET", "/x", now))
+    assert still["credential_id"] == "k-new"
+    keys.replace([])  # every key revoked
+    gone = await decide(client, "GET", "/x", headers=sign(NEW_SECRET, SERVICE, "GET", "/x", now))
+    assert gone["reason"] == "hmac.unknown_key"
+
+
+async def test_a_rotated_in_key_works_on_the_next_request(auth_client: AuthClientFactory) -> None:
+    clock = FakeClock(1_759_742_876)
+    old = VerificationKey("k-old", SERVICE, KeyAlgorithm.HMAC_SHA256, SECRET.encode())
+    keys = PeekableKeys([old])  # a new tuple per request: nothing remembered hits, the answer is the same
+    client = await auth_client(LegacyHmacAuthenticator(keys, clock=clock))
+    now = int(clock.now)
+    assert (await decide(client, "GET", "/x", headers=sign(NEW_SECRET, SERVICE, "GET", "/x", now)))["reason"] == (
+        "hmac.bad_signature"
+    )
+    keys.replace([old, VerificationKey("k-new", SERVICE, KeyAlgorithm.HMAC_SHA256, NEW_SECRET.encode())])
+    result = await decide(client, "GET", "/x", headers=sign(NEW_SECRET, SERVICE, "GET", "/x", now))
+    assert result["credential_id"] == "k-new"
+
+
+async def test_remembered_service_ids_are_bounded_and_never_admit_a_malformed_one(
+    auth_client: AuthClientFactory,
+) -> None:
+    clock = FakeClock(1_759_742_876)
+    authenticator = LegacyHmacAuthenticator(service_keys(), clock=clock)
+    client = await auth_client(authenticator)
+    now = int(clock.now)
+    assert (await decide(client, "GET", "/x", headers=sign(SECRET, SERVICE, "GET", "/x", now)))["outcome"] == (
+        "principal"
+    )
+    bad = await decide(client, "GET", "/x", headers=sign(SECRET, "main backend", "GET", "/x", now))
+    assert bad["reason"] == "hmac.malformed"
+    # A flood of distinct well-formed ids fills the memory; the next one starts it over.
+    authenticator._valid_ids.update(f"svc-{index}" for index in range(MAX_KEYS - len(authenticator._valid_ids)))
+    unknown = await decide(client, "GET", "/x", headers=sign(SECRET, "one-more", "GET", "/x", now))
+    assert unknown["reason"] == "hmac.unknown_key"
+    assert authenticator._valid_ids == {"one-more"}
