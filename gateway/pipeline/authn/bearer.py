@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from aiohttp.hdrs import AUTHORIZATION
 from multidict import CIMultiDictProxy
 
 MAX_TOKEN_LENGTH: Final = 16384
@@ -35,7 +36,7 @@ def _is_bearer(value: str) -> bool:
 
 def bearer_token(headers: CIMultiDictProxy[str]) -> str | None:
     """The bearer token, ``None`` without a Bearer ``Authorization``; :class:`MalformedBearer` if unusable."""
-    values = headers.getall("Authorization", ())
+    values = headers.getall(AUTHORIZATION, ())  # an istr: found without case-folding the name first
     if len(values) != 1:
         if any(_is_bearer(value) for value in values):
             raise MalformedBearer("more than one Authorization header")

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import jwt as pyjwt
+from aiohttp.hdrs import AUTHORIZATION
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.exceptions import (
     DecodeError,
@@ -161,10 +162,10 @@ class JwtAuthenticator:
         return AuthError(reason, log_detail=log_detail, www_authenticate=bearer_error_challenge())
 
     async def authenticate(self, request: RequestView) -> Principal | None:
-        headers = request.headers
+        headers = request.request.headers  # RequestView's properties are Python calls: read the request itself
         # The remembered answer for this exact header value. One Authorization header only: with more,
         # bearer_token refuses the request, and only a value that bearer_token accepted is remembered.
-        values: Sequence[str] = headers.getall("Authorization", ())
+        values: Sequence[str] = headers.getall(AUTHORIZATION, ())  # an istr: no case-folding of the name
         if len(values) == 1:
             remembered = self._verified.get(values[0])
             if remembered is not None:
