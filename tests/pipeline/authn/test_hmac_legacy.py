@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from gateway.pipeline.authn.derived import MAX_KEYS
-from gateway.pipeline.authn.hmac_legacy import LegacyHmacAuthenticator, hmac_sha256_pads
+from gateway.pipeline.authn.hmac_legacy import LegacyHmacAuthenticator
 from gateway.pipeline.sources import KeyAlgorithm, VerificationKey
 from tests.pipeline.conftest import AuthClientFactory, FakeClock, MemoryNonces, MemoryServiceKeys, decide
 
@@ -271,17 +269,6 @@ async def test_a_request_signed_by_an_independent_stdlib_script_is_accepted(auth
 
 
 # -- what is remembered between requests ---------------------------------------------------------------
-
-
-@given(st.binary(max_size=200), st.binary(max_size=300))
-def test_hmac_from_sha256_pads_is_hmac_sha256(secret: bytes, message: bytes) -> None:
-    """Every key length: shorter than a block (padded), exactly one, longer (hashed first, RFC 2104 §2)."""
-    inner, outer = hmac_sha256_pads(secret)
-    digest = inner.copy()
-    digest.update(message)
-    mac = outer.copy()
-    mac.update(digest.digest())
-    assert mac.digest() == hmac.new(secret, message, hashlib.sha256).digest()
 
 
 class PeekableKeys:
