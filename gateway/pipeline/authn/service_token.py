@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from aiohttp.hdrs import AUTHORIZATION
+
 from gateway.credentials.errors import MalformedCredential
 from gateway.credentials.tokens import TokenKind
 from gateway.pipeline.allowlists import ip_allowlist
@@ -178,7 +180,7 @@ class ServiceTokenAuthenticator:
         # _checked() with the same token and hash (a parsed sk_ token is token68, has no dot and is short).
         # The header's scheme in other spellings, a new token or a cache miss take the general path.
         if self._peek is not None:
-            values = request.headers.getall("Authorization", ())
+            values = request.request.headers.getall(AUTHORIZATION, ())  # the request itself: no property call
             if len(values) == 1 and values[0].startswith("Bearer "):
                 parsed = self._known(values[0][7:].strip(" \t"))
                 if parsed is not None and (record := self._peek(parsed.hash)) is not None:
