@@ -39,6 +39,7 @@ from typing import Final, Generic, TypeVar
 from gateway.credentials.encryption import SecretBox
 from gateway.credentials.errors import CredentialError
 from gateway.credentials.models import ApiCredential, ServiceKey, ServiceToken
+from gateway.pipeline.authn.derived import PerRecord
 from gateway.pipeline.base import AuthUnavailable
 from gateway.pipeline.sources import ApiClientRecord, KeyAlgorithm, TokenRecord, VerificationKey
 from gateway.store.base import Invalidation, InvalidationKind, Store, Subscription, service_key_ref
@@ -332,8 +333,8 @@ class StoreTokens:
     def __init__(self, cache: CredentialCache, usage: UsageRecorder | None = None) -> None:
         self.cache = cache
         self.usage = usage
-        # hash -> (the cached record, its conversion): converted again when the cache returns another object
-        self._converted: dict[str, tuple[ServiceToken, TokenRecord]] = {}
+        # Converted again when the cache returns another record object (new or refreshed).
+        self._converted = PerRecord(_token_record, limit=MAX_DERIVED)
 
     def peek(self, token_hash: str) -> TokenRecord | None:
         """What :meth:`lookup` answers when the cache holds the record; ``None``: not in memory, await it."""
@@ -348,12 +349,7 @@ class StoreTokens:
         return None if record is None else self._answer(token_hash, record)
 
     def _answer(self, token_hash: str, record: ServiceToken) -> TokenRecord:
-        converted = self._converted.get(token_hash)
-        if converted is None or converted[0] is not record:  # a new or refreshed record: convert it again
-            if len(self._converted) >= MAX_DERIVED:
-                self._converted.clear()
-            converted = self._converted[token_hash] = (record, _token_record(record))
-        found = converted[1]
+        found = self._converted.of(record)
         if self.usage is not None:
             # record.usable_at(now), from the converted record: no datetime per request.
             now = time.time()
@@ -382,7 +378,7 @@ class StoreApiKeys:
     def __init__(self, cache: CredentialCache, usage: UsageRecorder | None = None) -> None:
         self.cache = cache
         self.usage = usage
-        self._converted: dict[str, tuple[ApiCredential, ApiClientRecord]] = {}  # as for StoreTokens
+        self._converted = PerRecord(_api_client_record, limit=MAX_DERIVED)  # as for StoreTokens
 
     def peek(self, key_hash: str) -> ApiClientRecord | None:
         """What :meth:`lookup` answers when the cache holds the key; ``None``: not in memory, await it."""
@@ -397,12 +393,7 @@ class StoreApiKeys:
         return None if found is None else self._answer(key_hash, found)
 
     def _answer(self, key_hash: str, found: ApiCredential) -> ApiClientRecord:
-        converted = self._converted.get(key_hash)
-        if converted is None or converted[0] is not found:  # a new or refreshed record: convert it again
-            if len(self._converted) >= MAX_DERIVED:
-                self._converted.clear()
-            converted = self._converted[key_hash] = (found, _api_client_record(found))
-        record = converted[1]
+        record = self._converted.of(found)
         if self.usage is not None:
             # found.key.usable_at(now), from the converted record: no datetime per request.
             now = time.time()

@@ -83,24 +83,11 @@ class UsageRecorder:
 
     def count_token(self, token_hash: str, at: float) -> None:
         """:meth:`token_used` at ``at`` (Unix seconds, e.g. ``time.time()``): the per-request path."""
-        found = self._tokens.get(token_hash)
-        if found is None:
-            self._count(self._tokens, token_hash, at)
-            return
-        # Inline on purpose (the common case, once per request): no second call.
-        found.count += 1
-        if at > found.last_used:
-            found.last_used = at
+        self._count(self._tokens, token_hash, at)
 
     def count_api_key(self, key_hash: str, at: float) -> None:
         """:meth:`api_key_used` at ``at`` (Unix seconds)."""
-        found = self._api_keys.get(key_hash)
-        if found is None:
-            self._count(self._api_keys, key_hash, at)
-            return
-        found.count += 1
-        if at > found.last_used:
-            found.last_used = at
+        self._count(self._api_keys, key_hash, at)
 
     def _count(self, pending: dict[str, _Count], ident: str, at: float) -> None:
         found = pending.get(ident)

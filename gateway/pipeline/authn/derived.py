@@ -49,10 +49,11 @@ def keyed_sha256(secret: bytes) -> Mac:
 class PerRecord(Generic[S, V]):
     """``derive(record)``, remembered for the very record object (records are immutable)."""
 
-    __slots__ = ("derive", "_values")
+    __slots__ = ("derive", "limit", "_values")
 
-    def __init__(self, derive: Callable[[S], V]) -> None:
+    def __init__(self, derive: Callable[[S], V], *, limit: int = MAX_KEYS) -> None:
         self.derive = derive
+        self.limit = limit  # records remembered before starting over
         # id(record) -> (record, value): the record is held, so its id cannot be reused while remembered.
         self._values: dict[int, tuple[S, V]] = {}
 
@@ -61,7 +62,7 @@ class PerRecord(Generic[S, V]):
         if found is not None and found[0] is record:
             return found[1]
         value = self.derive(record)
-        if len(self._values) >= MAX_KEYS:
+        if len(self._values) >= self.limit:
             self._values.clear()
         self._values[id(record)] = (record, value)
         return value
