@@ -164,10 +164,6 @@ class AuthSeries(Collector):
         yield family
 
 
-def method_label(method: str) -> str:
-    return method if method in HTTP_METHODS else "OTHER"
-
-
 class GatewayMetrics:
     """The data plane's metrics. Label children are cached: ``labels()`` is not free."""
 

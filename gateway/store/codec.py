@@ -206,8 +206,3 @@ def to_json(record: object) -> str:
 
 def from_json(cls: type[R], text: str | bytes) -> R:
     return from_row(cls, json.loads(text))
-
-
-def without_none(row: Row) -> dict[str, str | int]:
-    """Redis hashes cannot hold ``None``: absent fields mean ``None``."""
-    return {name: value for name, value in row.items() if value is not None}
