@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-import itertools
 import logging
 import sqlite3
 import time
@@ -31,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from gateway.credentials.audit import AuditEvent
 from gateway.credentials.models import ApiClient, ApiCredential, ApiKey, ServiceKey, ServiceToken
-from gateway.store import rules
+from gateway.store import rules, sqlite_audit
 from gateway.store.base import (
     AuditQuery,
     Invalidation,
@@ -43,9 +41,7 @@ from gateway.store.base import (
     service_key_ref,
 )
 from gateway.store.codec import (
-    ADMIN_COLUMNS,
     AUDIT_COLUMNS,
-    DECISION_COLUMNS,
     AuditRow,
     audit_row,
     from_row,
@@ -77,34 +73,13 @@ def sqlite_path(url: str) -> str:
     return unquote(parts.path[1:])
 
 
-# Appending audit events is the hottest write of the store: one row per authentication decision.
-# Rows are inserted AUDIT_CHUNK per statement: sqlite3 releases the GIL around every statement it steps,
-# and each time the busy event loop must hand the GIL back (a forced switch of threads, with its system
-# calls) before the store's thread can go on. One statement per row (executemany) cost that switch per
-# audited request, and more instructions too. Binding is the other cost: SQLite copies every bound text
-# (an allocation and its locks, ~1,000 instructions each), so a decision's row (DECISION_COLUMNS) binds
-# only what varies and writes the admin columns, always empty for a decision, as SQL literals.
-AUDIT_CHUNK = 32  # rows per INSERT: 32 x 17 parameters stay under SQLite's historical limit of 999
-_EVENT_VALUES = f"({', '.join('?' * len(AUDIT_COLUMNS))})"
-_DECISION_VALUES = "(" + ", ".join(["?"] * len(DECISION_COLUMNS) + ["''"] * len(ADMIN_COLUMNS)) + ")"
+# Admin actions (and the admin API's refusals), one row each in ``audit``: rare writes. The pipeline's
+# decisions, the hottest write of the store, go in batches to audit_batches (gateway/store/sqlite_audit.py).
+_INSERT_EVENT = f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})"  # noqa: S608 - names from the codec
 
 
-@functools.cache
-def _audit_insert(rows: int, decisions: bool) -> str:
-    """An INSERT of ``rows`` event or decision rows (sizes are powers of two up to AUDIT_CHUNK: a handful)."""
-    columns = (*DECISION_COLUMNS, *ADMIN_COLUMNS) if decisions else AUDIT_COLUMNS
-    values = ", ".join([_DECISION_VALUES if decisions else _EVENT_VALUES] * rows)
-    return f"INSERT INTO audit ({', '.join(columns)}) VALUES {values}"  # noqa: S608 - names from the codec
-
-
-def _insert_audit(conn: sqlite3.Connection, rows: Sequence[AuditRow], *, decisions: bool) -> None:
-    """Insert event rows (AUDIT_COLUMNS) or decision rows (DECISION_COLUMNS)."""
-    start, size = 0, AUDIT_CHUNK
-    while start < len(rows):
-        while len(rows) - start < size:
-            size //= 2
-        conn.execute(_audit_insert(size, decisions), list(itertools.chain.from_iterable(rows[start : start + size])))
-        start += size
+def _audit_key(row: Mapping[str, Any]) -> sqlite_audit.SortKey:
+    return int(row["time"]), str(row["event_id"])
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -216,6 +191,8 @@ class SqliteStore:
                 raise StoreConfigError(
                     f"store {self.url} has schema version {row['value']}, newer than this gateway's {SCHEMA_VERSION}"
                 )
+            elif int(row["value"]) < SCHEMA_VERSION:  # the script above added what is new: only tables
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             conn.close()
             raise StoreUnavailable(f"cannot open store {self.url}: {exc}") from None
@@ -537,11 +514,11 @@ class SqliteStore:
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         rows = [audit_row(event) for event in events]
         if rows:
-            await self._transaction(lambda conn, _: _insert_audit(conn, rows, decisions=False))
+            await self._transaction(lambda conn, _: conn.executemany(_INSERT_EVENT, rows))
 
     async def append_audit_rows(self, rows: Sequence[AuditRow]) -> None:
         if rows:
-            await self._transaction(lambda conn, _: _insert_audit(conn, rows, decisions=True))
+            await self._transaction(lambda conn, _: sqlite_audit.insert(conn, rows))
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEvent]:
         clauses: list[str] = []
@@ -558,14 +535,24 @@ class SqliteStore:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "DESC" if query.newest_first else "ASC"
         sql = f"SELECT * FROM audit {where} ORDER BY time {order}, event_id {order} LIMIT ?"  # noqa: S608
-        rows = await self._call(lambda conn: conn.execute(sql, (*params, query.limit)).fetchall())
-        return [from_row(AuditEvent, row) for row in rows]
+
+        def read(conn: sqlite3.Connection) -> list[AuditEvent]:
+            # Admin actions (and decisions of earlier versions) one row each, decisions in batches: merged.
+            found = [(_audit_key(row), from_row(AuditEvent, row)) for row in conn.execute(sql, (*params, query.limit))]
+            found += sqlite_audit.query(conn, query)
+            found.sort(key=lambda item: item[0], reverse=query.newest_first)
+            return [event for _, event in found[: query.limit]]
+
+        return await self._call(read)
 
     async def prune_audit(self, before: datetime) -> int:
         cutoff = to_micros(before)
-        return await self._transaction(
-            lambda conn, _: conn.execute("DELETE FROM audit WHERE time < ?", (cutoff,)).rowcount
-        )
+
+        def prune(conn: sqlite3.Connection, _: Changes) -> int:
+            rows = conn.execute("DELETE FROM audit WHERE time < ?", (cutoff,)).rowcount
+            return rows + sqlite_audit.prune(conn, cutoff)
+
+        return await self._transaction(prune)
 
     # -- nonces ------------------------------------------------------------------------------
     async def claim_nonce(self, scope: str, nonce: str, ttl: float) -> bool:

@@ -7,7 +7,7 @@ its copy): every write transaction appends to it before committing.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: audit_batches, audit_batch_keys
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -99,6 +99,25 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
 CREATE INDEX IF NOT EXISTS audit_principal ON audit (principal, time);
+
+-- The pipeline's decisions, a row per batch the audit trail writes (gateway/store/sqlite_audit.py).
+CREATE TABLE IF NOT EXISTS audit_batches (
+    seq        INTEGER PRIMARY KEY,
+    first_time INTEGER NOT NULL,
+    last_time  INTEGER NOT NULL,
+    events     INTEGER NOT NULL,
+    decisions  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_batches_last ON audit_batches (last_time);
+CREATE INDEX IF NOT EXISTS audit_batches_first ON audit_batches (first_time);
+-- Each principal ('principal:<id>') and result ('result:<value>') a batch holds.
+CREATE TABLE IF NOT EXISTS audit_batch_keys (
+    key       TEXT NOT NULL,
+    last_time INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (key, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_batch_keys_last ON audit_batch_keys (last_time);
 
 CREATE TABLE IF NOT EXISTS nonces (
     scope   TEXT NOT NULL,

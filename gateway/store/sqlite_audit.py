@@ -1,0 +1,166 @@
+"""The pipeline's decisions in the SQLite store: one row per batch the audit trail writes.
+
+Every authenticated request is audited, so appending decisions is the store's hottest
+write. A row per decision costs a B-tree insert into the table and each of its indexes
+plus a bound parameter per column (SQLite copies each): about 25,000 instructions a
+decision on the store's thread, more than the rest of the audit trail together. Here a
+batch of decisions (:data:`~gateway.store.codec.DECISION_COLUMNS` rows, up to the trail's
+``batch_size``) is one ``audit_batches`` row:
+
+- ``decisions``: the rows as text, fields joined by ``US`` (``\\x1f``) and rows by ``RS``
+  (``\\x1e``), written with one ``%`` format per row. A batch in which some value holds
+  one of those two characters is written as JSON instead (its text starts with ``[``):
+  nothing is escaped on the common path, and nothing is lost on the rare one.
+- ``first_time`` / ``last_time`` (microseconds) bound its decisions' times; ``events``
+  counts them.
+- ``audit_batch_keys`` lists each principal and each result a batch holds, with the
+  batch's ``last_time``, so a query by principal or result reads only the batches that
+  can match.
+
+Queries read batches newest (or oldest) first and stop once no further batch can hold an
+event among the first ``limit``. Retention deletes whole batches whose newest decision is
+past the cut-off and rewrites the few that straddle it, so the cut-off is exact. Admin
+actions, and decisions written by earlier versions, stay one row each in ``audit``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+from gateway.credentials.audit import AuditEvent
+from gateway.store.base import AuditQuery
+from gateway.store.codec import DECISION_COLUMNS, AuditRow, row_event, to_micros
+
+FIELD_SEPARATOR: Final = "\x1f"  # ASCII unit separator
+ROW_SEPARATOR: Final = "\x1e"  # ASCII record separator
+
+_WIDTH: Final = len(DECISION_COLUMNS)
+_TIME: Final = DECISION_COLUMNS.index("time")
+_RESULT: Final = DECISION_COLUMNS.index("result")
+_PRINCIPAL: Final = DECISION_COLUMNS.index("principal")
+_EVENT_ID: Final = DECISION_COLUMNS.index("event_id")
+_ROW_FORMAT: Final = FIELD_SEPARATOR.join(["%s"] * _WIDTH)
+
+# (time in microseconds, event id): the trail's order, the same as ``audit``'s ORDER BY time, event_id.
+SortKey = tuple[int, str]
+
+
+def encode(rows: Sequence[AuditRow]) -> str:
+    """``rows`` as one text (see the module docstring); :func:`decode` reads it back."""
+    fmt = _ROW_FORMAT
+    text = ROW_SEPARATOR.join([fmt % row for row in rows])
+    # A separator inside a value would add one: count them all (two C-level scans, no per-value check).
+    if text.count(FIELD_SEPARATOR) != len(rows) * (_WIDTH - 1) or text.count(ROW_SEPARATOR) != len(rows) - 1:
+        return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    return text
+
+
+def decode(text: str) -> list[AuditRow]:
+    """The rows of a batch's text, with their times as integers again."""
+    if text.startswith("["):
+        return [tuple(row) for row in json.loads(text)]
+    rows: list[AuditRow] = []
+    for record in text.split(ROW_SEPARATOR):
+        fields: list[int | str] = list(record.split(FIELD_SEPARATOR))
+        fields[_TIME] = int(fields[_TIME])
+        rows.append(tuple(fields))
+    return rows
+
+
+def _keys(rows: Sequence[AuditRow]) -> set[str]:
+    return {f"principal:{row[_PRINCIPAL]}" for row in rows} | {f"result:{row[_RESULT]}" for row in rows}
+
+
+def insert(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
+    """Write ``rows`` as one batch (inside the caller's transaction)."""
+    if not rows:
+        return
+    times = [row[_TIME] for row in rows]
+    first, last = min(times), max(times)
+    seq = conn.execute(
+        "INSERT INTO audit_batches (first_time, last_time, events, decisions) VALUES (?, ?, ?, ?)",
+        (first, last, len(rows), encode(rows)),
+    ).lastrowid
+    conn.executemany(
+        "INSERT INTO audit_batch_keys (key, last_time, seq) VALUES (?, ?, ?)",
+        [(key, last, seq) for key in _keys(rows)],
+    )
+
+
+def _batches(conn: sqlite3.Connection, query: AuditQuery) -> Iterator[tuple[int, int, str]]:
+    """(first_time, last_time, decisions) of the batches that may hold a match, in the query's order."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for key in (
+        None if query.principal is None else f"principal:{query.principal}",
+        None if query.result is None else f"result:{query.result.value}",
+    ):
+        if key is not None:
+            clauses.append("seq IN (SELECT seq FROM audit_batch_keys WHERE key = ?)")
+            params.append(key)
+    if query.since is not None:
+        clauses.append("last_time >= ?")
+        params.append(to_micros(query.since))
+    if query.until is not None:
+        clauses.append("first_time < ?")
+        params.append(to_micros(query.until))
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    # Newest first: by last_time down, so every later batch is at least as old. Oldest first: the mirror.
+    order = "last_time DESC" if query.newest_first else "first_time ASC"
+    sql = f"SELECT first_time, last_time, decisions FROM audit_batches {where} ORDER BY {order}, seq"  # noqa: S608
+    for batch in conn.execute(sql, params):
+        yield batch["first_time"], batch["last_time"], batch["decisions"]
+
+
+def query(conn: sqlite3.Connection, query: AuditQuery) -> list[tuple[SortKey, AuditEvent]]:
+    """The first ``query.limit`` decisions in batches that match ``query``, in its order, with their sort keys."""
+    since = None if query.since is None else to_micros(query.since)
+    until = None if query.until is None else to_micros(query.until)
+    result = None if query.result is None else query.result.value
+    found: list[tuple[SortKey, AuditRow]] = []
+    newest = query.newest_first
+    for first, last, text in _batches(conn, query):
+        if len(found) >= query.limit:
+            # Enough already: stop when this batch (and so every later one) lies wholly beyond the last kept.
+            bound = found[query.limit - 1][0][0]
+            if (last < bound) if newest else (first > bound):
+                break
+        for row in decode(text):
+            time = row[_TIME]
+            assert isinstance(time, int)  # noqa: S101 - decode makes it one
+            if (
+                (since is None or time >= since)
+                and (until is None or time < until)
+                and (query.principal is None or row[_PRINCIPAL] == query.principal)
+                and (result is None or row[_RESULT] == result)
+            ):
+                found.append(((time, str(row[_EVENT_ID])), row))
+        found.sort(key=lambda item: item[0], reverse=newest)
+        del found[query.limit :]
+    return [(key, row_event(row)) for key, row in found]
+
+
+def prune(conn: sqlite3.Connection, cutoff: int) -> int:
+    """Delete decisions older than ``cutoff`` (microseconds); returns how many (inside the caller's transaction)."""
+    whole = conn.execute(
+        "SELECT COALESCE(SUM(events), 0) AS events FROM audit_batches WHERE last_time < ?", (cutoff,)
+    ).fetchone()["events"]
+    conn.execute("DELETE FROM audit_batches WHERE last_time < ?", (cutoff,))
+    conn.execute("DELETE FROM audit_batch_keys WHERE last_time < ?", (cutoff,))
+    pruned = int(whole)
+    # The few batches that straddle the cut-off keep only their newer decisions.
+    straddling = conn.execute(
+        "SELECT seq, decisions FROM audit_batches WHERE first_time < ? AND last_time >= ?", (cutoff, cutoff)
+    ).fetchall()
+    for batch in straddling:
+        rows = decode(batch["decisions"])
+        kept = [row for row in rows if int(row[_TIME]) >= cutoff]
+        pruned += len(rows) - len(kept)
+        conn.execute(
+            "UPDATE audit_batches SET first_time = ?, events = ?, decisions = ? WHERE seq = ?",
+            (min(int(row[_TIME]) for row in kept), len(kept), encode(kept), batch["seq"]),
+        )
+    return pruned
