@@ -39,7 +39,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol
+from operator import itemgetter
+from typing import Final, Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -66,6 +67,10 @@ _ID_SUFFIX: Final = 0xFFFFFFFF
 
 _RESULT_TEXT: Final = {result: result.value for result in AuditResult}
 _RESULT_OF_TEXT: Final = {result.value: result for result in AuditResult}
+_ALLOW_TEXT: Final = AuditResult.ALLOW.value
+
+
+_item_of = itemgetter(1)
 
 
 def _result(item: AuditEvent | AuditRow) -> AuditResult:
@@ -153,6 +158,7 @@ class AuditTrail:
         self._successes: deque[_Entry] = deque()  # result=allow: the first to go when full
         self._kept: deque[_Entry] = deque()  # denials, would-be denials, admin actions
         self._wake = asyncio.Event()
+        self._attention = min(batch_size, buffer + 1)  # how many pending events call for _attend()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
@@ -197,15 +203,22 @@ class AuditTrail:
             user_agent,
             "%024x" % ((ns << 32) | (arrival & _ID_SUFFIX)),  # half the cost of an f-string
         )
-        self._queue(arrival, _RESULT_OF_TEXT[facts[0]], row)
+        # _queue, inline: this runs for every audited request.
+        successes, kept = self._successes, self._kept
+        (successes if facts[0] == _ALLOW_TEXT else kept).append((arrival, row))
+        if len(successes) + len(kept) >= self._attention:
+            self._attend()
 
     def _queue(self, arrival: int, result: AuditResult, item: AuditEvent | AuditRow) -> None:
         (self._successes if result is AuditResult.ALLOW else self._kept).append((arrival, item))
-        pending = len(self._successes) + len(self._kept)
-        if pending > self.capacity:
+        if self.pending >= self._attention:
+            self._attend()
+
+    def _attend(self) -> None:
+        """The buffer reached a batch or overflowed: drop what does not fit, wake the writer."""
+        if self.pending > self.capacity:
             self._shed()
-            pending = self.capacity
-        if pending >= self.batch_size:
+        if self.pending >= self.batch_size:
             self._wake.set()
 
     async def record_now(self, event: AuditEvent) -> None:
@@ -275,10 +288,12 @@ class AuditTrail:
             while remaining > 0 and self.pending:
                 batch = self._take(min(self.batch_size, remaining))
                 remaining -= len(batch)
-                rows = [item for _, item in batch if type(item) is tuple]
+                items: list[AuditEvent | AuditRow] = list(map(_item_of, batch))  # C loops, no per-item bytecode
+                mixed = set(map(type, items)) != {tuple}  # events too (admin actions, the admin API's refusals)
+                rows = [item for item in items if type(item) is tuple] if mixed else cast(list[AuditRow], items)
                 try:
-                    if len(rows) < len(batch):  # events (admin actions, the admin API's refusals): rare
-                        events = [item for _, item in batch if isinstance(item, AuditEvent)]
+                    if mixed:  # rare
+                        events = [item for item in items if isinstance(item, AuditEvent)]
                         await self.store.append_audit(events)
                         batch = [entry for entry in batch if type(entry[1]) is tuple]  # what is left to write
                         written += len(events)

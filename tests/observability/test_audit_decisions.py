@@ -185,3 +185,22 @@ async def test_a_buffered_decision_is_not_walked_by_the_garbage_collector(store:
     # Never part of an older generation's walk, however long the buffer.
     assert not any(gc.is_tracked(entry) for entry in (*trail._successes, *trail._kept))
     assert await trail.flush() == 2
+
+
+async def test_decisions_fill_the_buffer_like_events_do(store: Store) -> None:
+    # The decision path queues inline: the same bound (oldest successes first) and the same wake-up.
+    trail = AuditTrail(store, buffer=3, batch_size=100)
+    ns = time.time_ns()
+    trail.record_decision(*decision(ns, detail="a1"))
+    trail.record_decision(*decision(ns + 1, AuditResult.DENY, "jwt.expired", "d1"))
+    trail.record_decision(*decision(ns + 2, detail="a2"))
+    trail.record_decision(*decision(ns + 3, AuditResult.WOULD_DENY, "jwt.expired", "w1"))
+    assert trail.pending == 3 and trail.dropped[AuditResult.ALLOW] == 1
+    await trail.flush()
+    assert [e.detail for e in await written(store)] == ["d1", "a2", "w1"]
+
+    batched = AuditTrail(store, batch_size=2)
+    batched.record_decision(*decision(ns + 4))
+    assert not batched._wake.is_set()
+    batched.record_decision(*decision(ns + 5, AuditResult.DENY, "jwt.expired", "d2"))
+    assert batched._wake.is_set()  # a whole batch: the writer is woken
