@@ -40,6 +40,7 @@ import http_sf
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from multidict import istr
 
 from gateway.pipeline.authn.derived import ServiceKeyUses
 from gateway.pipeline.authn.signature_base import (
@@ -96,7 +97,11 @@ _PARAMETER = re.compile(
     r";(?:(created|expires)=(0|-?[1-9][0-9]{0,14})"
     rf'|(alg|keyid|nonce|tag)="([ !#-:<-\[\]-~]{{0,{MAX_NONCE_LENGTH}}})")(?=;|\Z)'
 )
+# Header names as istr: a case-insensitive lookup with an istr key skips folding the name each time.
+SIGNATURE_INPUT: Final = istr("Signature-Input")
+SIGNATURE: Final = istr("Signature")
 MAX_SHAPES: Final = 1024  # distinct label + component lists remembered (clients sign alike)
+MAX_PARAMETER_TEXTS: Final = 1024  # parameter texts remembered (one per key and second, without a nonce)
 
 
 def common_head(head: str) -> tuple[str, tuple[str, ...]] | None:
@@ -220,6 +225,7 @@ class HttpSignatureAuthenticator:
         self.clock = clock
         self._public_keys: dict[bytes, Ed25519PublicKey] = {}
         self._shapes: dict[str, _Shape] = {}  # by the text before a common-shape Signature-Input's ')'
+        self._parameters: dict[str, dict[str, Any]] = {}  # by the text after it (see _parameters_of)
         self._uses = ServiceKeyUses(AuthMethod.HTTP_SIGNATURE)
 
     def _fail(self, reason: str, log_detail: str) -> AuthError:
@@ -228,8 +234,8 @@ class HttpSignatureAuthenticator:
     async def authenticate(self, request: RequestView) -> Principal | None:
         req = request.request  # RequestView's properties are Python calls: read the request itself
         headers = req.headers
-        inputs = headers.getall("Signature-Input", ())
-        signatures = headers.getall("Signature", ())
+        inputs = headers.getall(SIGNATURE_INPUT, ())
+        signatures = headers.getall(SIGNATURE, ())
         if not inputs or not signatures:
             if not inputs and not signatures:
                 return None
@@ -319,8 +325,11 @@ class HttpSignatureAuthenticator:
             if shape is None and sep:
                 shape = self._shape(head)
             if shape is not None:
-                params = common_parameters(params_text)
-                if params is not None and "keyid" in params and (self.tag is None or params.get("tag") == self.tag):
+                # The same text again (a key's requests within one second, without a nonce): parsed once.
+                params = self._parameters.get(params_text)
+                if params is None:
+                    params = self._parameters_of(params_text)
+                if params is not None:
                     signature = common_signature(signature_text, shape.signature_prefix)
                     if signature is not None:
                         return shape.label, shape.coverage, shape.covered, params, params_text, signature
@@ -346,6 +355,17 @@ class HttpSignatureAuthenticator:
             covered = self.required <= coverage.identities
             return label, coverage, covered, params, serialize_parameters(params), signature[0]
         return None
+
+    def _parameters_of(self, text: str) -> dict[str, Any] | None:
+        """The common-shape parameter ``text`` parsed, when it names a keyid and this gateway's tag;
+        remembered (nothing changes the dict: it is read only); else ``None``."""
+        params = common_parameters(text)
+        if params is None or "keyid" not in params or (self.tag is not None and params.get("tag") != self.tag):
+            return None
+        if len(self._parameters) >= MAX_PARAMETER_TEXTS:
+            self._parameters.clear()
+        self._parameters[text] = params
+        return params
 
     def _shape(self, head: str) -> _Shape | None:
         """The common-shape ``head`` (a Signature-Input up to its ')') checked, remembered; else ``None``."""

@@ -534,6 +534,22 @@ async def test_tag_selects_this_gateways_signature_among_several(auth_client: Au
     assert (await send(client, "GET", GET, only_upstream))["outcome"] == "none"
 
 
+async def test_parameters_read_again_still_verify_each_request_on_its_own(auth_client: AuthClientFactory) -> None:
+    # Requests of one key within one second share their parameter text, parsed once: each is still
+    # checked against its own signature base, and a tag or keyid the text lacks still decides.
+    client = await auth_client(HttpSignatureAuthenticator(service_keys(), tag="gateway", clock=FakeClock(NOW)))
+    o = origin(client)
+    for target in (GET, "/v1/bill/8", GET):
+        assert (await send(client, "GET", target, library_sign("GET", o + target, tag="gateway")))["outcome"] == (
+            "principal"
+        )
+    replayed_elsewhere = library_sign("GET", o + GET, tag="gateway")
+    refused = await send(client, "GET", "/v1/bill/8", replayed_elsewhere)
+    assert refused["reason"] == "httpsig.bad_signature"
+    for _ in range(2):
+        assert (await send(client, "GET", GET, library_sign("GET", o + GET, tag="other")))["outcome"] == "none"
+
+
 async def test_required_components_are_configurable(auth_client: AuthClientFactory) -> None:
     authenticator = HttpSignatureAuthenticator(
         service_keys(), required_components=("@method", "@target-uri", "x-tenant"), clock=FakeClock(NOW)
