@@ -179,6 +179,7 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open store {self.url}: {exc}") from None
         try:
+            sqlite_audit.check_support(conn, self.url)
             conn.row_factory = _dict_row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent

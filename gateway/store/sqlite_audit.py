@@ -34,6 +34,7 @@ from typing import Final
 from gateway.credentials.audit import AuditEvent
 from gateway.store.base import AuditQuery
 from gateway.store.codec import DECISION_COLUMNS, AuditRow, row_event, to_micros
+from gateway.store.errors import StoreConfigError
 
 FIELD_SEPARATOR: Final = "\x1f"  # ASCII unit separator
 ROW_SEPARATOR: Final = "\x1e"  # ASCII record separator
@@ -50,8 +51,21 @@ _time_of = itemgetter(_TIME)
 _principal_of = itemgetter(_PRINCIPAL)
 _result_of = itemgetter(_RESULT)
 
+# json_each (built into SQLite since 3.38) turns the JSON array of keys into rows.
+_INSERT_KEYS: Final = "INSERT INTO audit_batch_keys (key, last_time, seq) SELECT value, ?, ? FROM json_each(?)"
+
 # (time in microseconds, event id): the trail's order, the same as ``audit``'s ORDER BY time, event_id.
 SortKey = tuple[int, str]
+
+
+def check_support(conn: sqlite3.Connection, url: str) -> None:
+    """Refuse, naming what is missing, an SQLite library built without its JSON functions."""
+    try:
+        conn.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.OperationalError:
+        raise StoreConfigError(
+            f"store {url}: the SQLite library ({sqlite3.sqlite_version}) lacks json_each; 3.38 or newer has it built in"
+        ) from None
 
 
 def encode(rows: Sequence[AuditRow]) -> str:
@@ -91,10 +105,9 @@ def insert(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
         "INSERT INTO audit_batches (first_time, last_time, events, decisions) VALUES (?, ?, ?, ?)",
         (first, last, len(rows), encode(rows)),
     ).lastrowid
-    conn.executemany(
-        "INSERT INTO audit_batch_keys (key, last_time, seq) VALUES (?, ?, ?)",
-        [(key, last, seq) for key in _keys(rows)],
-    )
+    # One statement for all the batch's keys: executemany would step once per key, and the sqlite3
+    # module hands the GIL to the event loop's thread and takes it back around every step.
+    conn.execute(_INSERT_KEYS, (last, seq, json.dumps(_keys(rows), ensure_ascii=False)))
 
 
 def _batches(conn: sqlite3.Connection, query: AuditQuery) -> Iterator[tuple[int, int, str]]:
