@@ -519,7 +519,7 @@ class SqliteStore:
 
     async def append_audit_rows(self, rows: Sequence[AuditRow]) -> None:
         if rows:
-            await self._transaction(lambda conn, _: sqlite_audit.insert(conn, rows))
+            await self._call(partial(sqlite_audit.insert, rows=rows))  # one statement: no transaction
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEvent]:
         clauses: list[str] = []

@@ -51,8 +51,13 @@ _time_of = itemgetter(_TIME)
 _principal_of = itemgetter(_PRINCIPAL)
 _result_of = itemgetter(_RESULT)
 
-# json_each (built into SQLite since 3.38) turns the JSON array of keys into rows.
-_INSERT_KEYS: Final = "INSERT INTO audit_batch_keys (key, last_time, seq) SELECT value, ?, ? FROM json_each(?)"
+# Through the view audit_batch_input (sqlite_schema): its trigger writes the batch, then its keys (the JSON
+# array, through json_each, built into SQLite since 3.38), in the one step of this one statement. The
+# sqlite3 module hands the GIL to the event loop's thread and takes it back around every step, and
+# BEGIN / COMMIT would be two more.
+_INSERT_BATCH: Final = (
+    "INSERT INTO audit_batch_input (first_time, last_time, events, decisions, keys) VALUES (?, ?, ?, ?, ?)"
+)
 
 # (time in microseconds, event id): the trail's order, the same as ``audit``'s ORDER BY time, event_id.
 SortKey = tuple[int, str]
@@ -96,18 +101,11 @@ def _keys(rows: Sequence[AuditRow]) -> list[str]:
 
 
 def insert(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
-    """Write ``rows`` as one batch (inside the caller's transaction)."""
+    """Write ``rows`` as one batch: one statement, atomic on its own (no BEGIN / COMMIT needed)."""
     if not rows:
         return
     times: list[int] = list(map(_time_of, rows))
-    first, last = min(times), max(times)
-    seq = conn.execute(
-        "INSERT INTO audit_batches (first_time, last_time, events, decisions) VALUES (?, ?, ?, ?)",
-        (first, last, len(rows), encode(rows)),
-    ).lastrowid
-    # One statement for all the batch's keys: executemany would step once per key, and the sqlite3
-    # module hands the GIL to the event loop's thread and takes it back around every step.
-    conn.execute(_INSERT_KEYS, (last, seq, json.dumps(_keys(rows), ensure_ascii=False)))
+    conn.execute(_INSERT_BATCH, (min(times), max(times), len(rows), encode(rows), json.dumps(_keys(rows))))
 
 
 def _batches(conn: sqlite3.Connection, query: AuditQuery) -> Iterator[tuple[int, int, str]]:

@@ -118,6 +118,17 @@ CREATE TABLE IF NOT EXISTS audit_batch_keys (
     PRIMARY KEY (key, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_batch_keys_last ON audit_batch_keys (last_time);
+-- Writing a batch: one INSERT into this view (its keys a JSON array of text) writes the batch and its
+-- keys in one statement, so one step of SQLite's: each step is a GIL hand-over with the event loop.
+CREATE VIEW IF NOT EXISTS audit_batch_input AS
+    SELECT first_time, last_time, events, decisions, '[]' AS keys FROM audit_batches WHERE 0;
+CREATE TRIGGER IF NOT EXISTS audit_batch_input_insert INSTEAD OF INSERT ON audit_batch_input
+BEGIN
+    INSERT INTO audit_batches (first_time, last_time, events, decisions)
+        VALUES (NEW.first_time, NEW.last_time, NEW.events, NEW.decisions);
+    INSERT INTO audit_batch_keys (key, last_time, seq)
+        SELECT value, NEW.last_time, last_insert_rowid() FROM json_each(NEW.keys);
+END;
 
 CREATE TABLE IF NOT EXISTS nonces (
     scope   TEXT NOT NULL,
