@@ -192,7 +192,7 @@ class SqliteStore:
                 raise StoreConfigError(
                     f"store {self.url} has schema version {row['value']}, newer than this gateway's {SCHEMA_VERSION}"
                 )
-            elif int(row["value"]) < SCHEMA_VERSION:  # the script above added what is new: only tables
+            elif int(row["value"]) < SCHEMA_VERSION:  # the script above added what is new (tables, a view, its trigger)
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             conn.close()
