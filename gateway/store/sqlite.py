@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import sqlite3
 import time
@@ -412,12 +413,17 @@ class SqliteStore:
     async def _record_usage(self, table: str, key: str, usage: Mapping[str, Usage]) -> None:
         if not usage:
             return
+        # One statement for every credential used (a JSON array through json_each), not a step each: the
+        # sqlite3 module hands the GIL to the event loop's thread and back around every step (docs/store.md).
         sql = (
-            f"UPDATE {table} SET usage_count = usage_count + ?, "  # noqa: S608 - our table names
-            f"last_used = MAX(COALESCE(last_used, 0), ?) WHERE {key} = ?"
+            f"UPDATE {table} SET usage_count = usage_count + used.count, "  # noqa: S608 - our table names
+            "last_used = MAX(COALESCE(last_used, 0), used.last) "
+            "FROM (SELECT json_extract(value, '$[0]') AS ident, json_extract(value, '$[1]') AS count, "
+            "json_extract(value, '$[2]') AS last FROM json_each(?)) AS used "
+            f"WHERE {table}.{key} = used.ident"
         )
-        params = [(count, to_micros(last), ident) for ident, (count, last) in usage.items()]
-        await self._transaction(lambda conn, _: conn.executemany(sql, params))
+        used = json.dumps([(ident, count, to_micros(last)) for ident, (count, last) in usage.items()])
+        await self._transaction(lambda conn, _: conn.execute(sql, (used,)))
 
     # -- API clients and keys ----------------------------------------------------------------
     async def register_client(self, client: ApiClient, keys: Sequence[ApiKey] = ()) -> None:
