@@ -25,7 +25,6 @@ import weakref
 from collections.abc import AsyncIterator
 from time import perf_counter
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -48,8 +47,6 @@ from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UpstreamTi
 from gateway.observability.access import AccessLog
 from gateway.observability.logging import request_id_var
 from gateway.observability.metrics import UNMATCHED_ROUTE, GatewayMetrics
-from gateway.pipeline.authn.derived import PerRecord
-from gateway.pipeline.base import Principal
 from gateway.pipeline.policy import AuthOutcome, RoutePolicy
 from gateway.routing import Route, RouteTable, without_query_parameter
 from gateway.sdk import context as ctx
@@ -114,7 +111,6 @@ class Gateway:
         self.policies: dict[str, RoutePolicy] = {}
         self._request_skips: dict[str, frozenset[str]] = {}
         self._query_credentials: dict[str, str] = {}  # route -> the API key query parameter to remove
-        self._context_headers = PerRecord(_context_headers)  # per principal: built once, not per request
         signing = settings.context_signing
         self._context_key = signing.key if signing.enabled else None
         self._context_key_id = signing.key_id
@@ -141,7 +137,14 @@ class Gateway:
         self.runtime = runtime
         self.auth = AuthAssembly(self.settings, runtime, self.metrics)
         self.policies = self.auth.policies
-        self._request_skips = {name: _REQUEST_SKIP | p.credential_headers for name, p in self.policies.items()}
+        # A route with a policy never forwards a client's copy of a context header: the identity rules drop
+        # (and count) those they list; the rest are dropped here, so the gateway's own values are the only ones.
+        unlisted_context = frozenset(
+            lower for lower in (name.lower() for name in ctx.CONTEXT_HEADERS) if self.identity.match(lower) is None
+        )
+        self._request_skips = {
+            name: _REQUEST_SKIP | unlisted_context | p.credential_headers for name, p in self.policies.items()
+        }
         # An API key accepted from the query string is a credential in the URL: removed before forwarding,
         # like the credential headers, unless the route forwards credentials.
         query_param = self.settings.authn.api_key.query_param
@@ -240,7 +243,7 @@ class Gateway:
                 )
             upstream_headers = self._upstream_headers(request, route, peer, trusted_peer, request_id, url, outcome)
             data: AsyncIterator[bytes] | bytes | None = None
-            buffered = outcome.view.body if outcome is not None else None
+            buffered = outcome.body if outcome is not None else None
             if buffered is not None:
                 # An authenticator read the body (to check its digest): forward exactly those bytes.
                 if len(buffered) > route.settings.max_body:
@@ -372,9 +375,9 @@ class Gateway:
             out["X-Forwarded-Host"] = host
             out["Forwarded"] = forwarded_pair(peer, scheme, host)
         out[REQUEST_ID_HEADER] = request_id
-        if outcome is not None and outcome.principal is not None:
-            for name, value in self._context_headers.of(outcome.principal):
-                out[name] = value  # replaces: client-sent copies were stripped by the identity rules, if listed
+        if outcome is not None:
+            # Client-sent copies were dropped above (identity rules, or the route's skip set): one C call.
+            out.extend(outcome.context)
         if self._context_key is not None:
             values = {name: out.get(name, "") for name in ctx.CONTEXT_HEADERS}
             target = url[len(route.origin) :]
@@ -466,23 +469,3 @@ def _add_cors(headers: CIMultiDict[str], cors: dict[str, str]) -> None:
             )
         else:
             headers[name] = value
-
-
-def _header_value(value: str) -> str:
-    """Context values as safe header text: control and non-ASCII characters percent-encoded."""
-    if value.isascii() and value.isprintable():
-        return value
-    return quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
-
-
-def _context_headers(principal: Principal) -> tuple[tuple[str, str], ...]:
-    """The trusted context headers of a principal, as (name, value) pairs."""
-    headers = [(ctx.USER_ID, _header_value(principal.subject))]
-    if principal.tenant:
-        headers.append((ctx.TENANT_ID, _header_value(principal.tenant)))
-    if principal.service_id:
-        headers.append((ctx.SERVICE_ID, principal.service_id))
-    headers.append((ctx.AUTH_METHOD, principal.method))
-    if principal.scopes:
-        headers.append((ctx.AUTH_SCOPES, _header_value(" ".join(sorted(principal.scopes)))))
-    return tuple(headers)

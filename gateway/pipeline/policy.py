@@ -28,9 +28,11 @@ logged with its precise reason and operator detail.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections.abc import Sequence
 from time import perf_counter, time_ns
 from typing import Final, NamedTuple, Protocol
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -38,7 +40,6 @@ from gateway.auth_settings import CorsSettings, PolicySettings
 from gateway.credentials.audit import AuditResult
 from gateway.observability.audit import DecisionFacts, decision_facts
 from gateway.observability.metrics import AuthDecisions, GatewayMetrics
-from gateway.pipeline.authn.derived import PerRecord
 from gateway.pipeline.authz.ip import IpAuthorizer
 from gateway.pipeline.authz.origin import OriginAuthorizer
 from gateway.pipeline.authz.scopes import ScopeAuthorizer
@@ -51,6 +52,7 @@ from gateway.pipeline.base import (
     RequestView,
     SignedBodyTooLarge,
 )
+from gateway.sdk import context as ctx
 
 log = logging.getLogger("gateway.auth")
 
@@ -59,6 +61,7 @@ ALLOWED: Final = "ok"
 ANONYMOUS: Final = "anonymous"
 PREFLIGHT: Final = "cors.preflight"
 MAX_USER_AGENT: Final = 256
+MAX_PRINCIPALS: Final = 4096  # principals whose _Allowed a route keeps
 # Credentials are for the gateway: by default the upstream never sees them.
 SIGNATURE_HEADERS: Final = (
     "X-Service-ID",
@@ -82,12 +85,38 @@ class AuditSink(Protocol):
     ) -> None: ...
 
 
-class _Allowed(NamedTuple):
-    """How a route reports allowing one principal: the same for each of its requests, so kept."""
+ContextHeaders = tuple[tuple[str, str], ...]
 
+
+def _header_value(value: str) -> str:
+    """Context values as safe header text: control and non-ASCII characters percent-encoded."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
+
+
+def context_headers(principal: Principal) -> ContextHeaders:
+    """The trusted context headers the upstream receives for ``principal``, as (name, value) pairs."""
+    headers = [(ctx.USER_ID, _header_value(principal.subject))]
+    if principal.tenant:
+        headers.append((ctx.TENANT_ID, _header_value(principal.tenant)))
+    if principal.service_id:
+        headers.append((ctx.SERVICE_ID, principal.service_id))
+    headers.append((ctx.AUTH_METHOD, principal.method))
+    if principal.scopes:
+        headers.append((ctx.AUTH_SCOPES, _header_value(" ".join(sorted(principal.scopes)))))
+    return tuple(headers)
+
+
+class _Allowed(NamedTuple):
+    """How a route reports allowing one principal, and what the upstream learns of it: the same for
+    each of its requests, so kept (per principal object: authenticators answer the same one again)."""
+
+    principal: Principal
     method: str  # the authenticator's name
     series: AuthDecisions
     facts: DecisionFacts | None  # None: the route does not audit what it allows
+    context: ContextHeaders
 
 
 class CorsPolicy:
@@ -119,22 +148,21 @@ class CorsPolicy:
         return web.Response(status=204, headers=headers)
 
 
-class AuthOutcome:
-    """What the proxy needs from a decision that let the request through."""
+class AuthOutcome(RequestView):
+    """The request as the authenticators read it (a :class:`RequestView`), then what the decision adds
+    for the proxy: one object per request."""
 
-    __slots__ = ("principal", "view", "cors_headers", "response")
+    __slots__ = ("principal", "context", "cors_headers", "response")
 
-    def __init__(
-        self,
-        principal: Principal | None,
-        view: RequestView,
-        cors_headers: dict[str, str] | None,
-        response: web.Response | None = None,
-    ) -> None:
-        self.principal = principal  # None: anonymous, or log_only after a failed authentication
-        self.view = view  # view.body is the buffered body when an authenticator read it
-        self.cors_headers = cors_headers  # to add to the response (allowed browser origin)
-        self.response = response  # answered by the gateway (CORS preflight): send this, forward nothing
+    def __init__(self, request: web.Request, client_ip: str) -> None:
+        # RequestView's fields set here, not through super().__init__: this runs for every request.
+        self.request = request
+        self.client_ip = client_ip
+        self._body = None  # the buffered body when an authenticator read it (RequestView.body)
+        self.principal: Principal | None = None  # None: anonymous, or log_only after a failed authentication
+        self.context: ContextHeaders = ()  # the principal's trusted context headers, for the upstream
+        self.cors_headers: dict[str, str] | None = None  # to add to the response (allowed browser origin)
+        self.response: web.Response | None = None  # answered by the gateway (CORS preflight): forward nothing
 
 
 class RoutePolicy:
@@ -169,9 +197,8 @@ class RoutePolicy:
         self.metrics = metrics
         self.audit = audit
         self.audit_allowed = settings.audit == "all"
-        self._allowed: PerRecord[Principal, _Allowed] = PerRecord(
-            lambda principal: self._allowed_of(principal, principal.method)
-        )
+        # id(principal) -> _Allowed, which holds the principal: its id cannot be reused while kept.
+        self._allowed: dict[int, _Allowed] = {}
         # Checks before any credential; a route without them goes straight to its authenticators.
         self.screened = self.ip is not None or self.origins is not None or self.cors is not None
 
@@ -181,22 +208,21 @@ class RoutePolicy:
     async def evaluate(self, request: web.Request, client_ip: str, request_id: str) -> AuthOutcome:
         """Decide; raise the refusal (a :class:`AuthError`) or return how the request goes on."""
         started = perf_counter()
-        view = RequestView(request, client_ip)
+        outcome = AuthOutcome(request, client_ip)
         principal: Principal | None = None
         method = NO_METHOD
         refusal: AuthError | None = None  # log_only: the first refusal (the request goes on)
-        cors_headers: dict[str, str] | None = None
         try:
             if self.screened:
-                refusal, cors_headers, preflight = self._screen(view, request_id)
-                if preflight is not None:
+                refusal = self._screen(outcome, request_id)
+                if outcome.response is not None:  # a CORS preflight, answered here
                     self.metrics.observe_auth(
                         self.route, NO_METHOD, "allow", PREFLIGHT, self.mode, perf_counter() - started
                     )
-                    return AuthOutcome(None, view, cors_headers, preflight)
+                    return outcome
             for authenticator in self.authenticators:
                 try:
-                    found = await authenticator.authenticate(view)
+                    found = await authenticator.authenticate(outcome)
                 except AuthError as error:
                     method = authenticator.name
                     refusal = self._refuse(refusal, error)
@@ -206,12 +232,12 @@ class RoutePolicy:
                     principal = found
                     if self.scopes is not None:
                         try:
-                            self.scopes.authorize(view.method, principal)
+                            self.scopes.authorize(request.method, principal)
                         except AccessDenied as error:
                             refusal = self._refuse(refusal, error)
                     break
             else:
-                if self.authenticators and not (self.anonymous and not self._needs_scopes(view.method)):
+                if self.authenticators and not (self.anonymous and not self._needs_scopes(request.method)):
                     refusal = self._refuse(
                         refusal,
                         AuthError(
@@ -221,32 +247,36 @@ class RoutePolicy:
                         ),
                     )
         except AuthError as error:
-            if cors_headers is not None:
-                error.headers.update(cors_headers)  # so the browser lets the page read the refusal
+            if outcome.cors_headers is not None:
+                error.headers.update(outcome.cors_headers)  # so the browser lets the page read the refusal
             self._report(
                 request, client_ip, request_id, principal, method, AuditResult.DENY, error, perf_counter() - started
             )
             raise
-        if refusal is None and principal is not None:
-            # The common case, from facts kept per principal: one metric update, one audit row.
-            allowed = self._allowed.of(principal)
-            if allowed.method != method:  # an authenticator naming its principals otherwise: not kept
-                allowed = self._allowed_of(principal, method)
-            allowed.series.observe(perf_counter() - started)
-            if allowed.facts is not None and self.audit is not None:
-                self.audit.record_decision(
-                    time_ns(),
-                    allowed.facts,
-                    request.method,
-                    request_id,
-                    client_ip,
-                    request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
+        if principal is None:
+            if refusal is None:  # anonymous
+                self._report(
+                    request, client_ip, request_id, None, method, AuditResult.ALLOW, None, perf_counter() - started
                 )
-        elif refusal is None:  # anonymous
-            self._report(
-                request, client_ip, request_id, principal, method, AuditResult.ALLOW, None, perf_counter() - started
-            )
-        else:
+            else:
+                self._report(
+                    request,
+                    client_ip,
+                    request_id,
+                    None,
+                    method,
+                    AuditResult.WOULD_DENY,
+                    refusal,
+                    perf_counter() - started,
+                )
+            return outcome
+        # What allowing this principal reports and forwards, kept per principal (inline: every request).
+        allowed = self._allowed.get(id(principal))
+        if allowed is None or allowed.principal is not principal or allowed.method != method:
+            allowed = self._allowed_of(principal, method)
+        outcome.principal = principal
+        outcome.context = allowed.context
+        if refusal is not None:  # log_only: the principal goes on, with its context
             self._report(
                 request,
                 client_ip,
@@ -257,7 +287,24 @@ class RoutePolicy:
                 refusal,
                 perf_counter() - started,
             )
-        return AuthOutcome(principal, view, cors_headers)
+            return outcome
+        # The common case: one metric update (AuthDecisions.observe, inline) and one audit row.
+        series = allowed.series
+        seconds = perf_counter() - started
+        series.count += 1
+        durations = series.durations
+        durations.buckets[bisect_left(durations.bounds, seconds)] += 1
+        durations.total += seconds
+        if allowed.facts is not None and self.audit is not None:
+            self.audit.record_decision(
+                time_ns(),
+                allowed.facts,
+                request.method,
+                request_id,
+                client_ip,
+                request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
+            )
+        return outcome
 
     def _refuse(self, first: AuthError | None, error: AuthError) -> AuthError:
         """Enforce: raise the refusal, it is the answer. Log only: return the first one, to go on deciding."""
@@ -271,18 +318,16 @@ class RoutePolicy:
                 del error
         return error if first is None else first
 
-    def _screen(
-        self, view: RequestView, request_id: str
-    ) -> tuple[AuthError | None, dict[str, str] | None, web.Response | None]:
-        """The checks before any credential: (log_only's refusal, CORS headers, the preflight's answer)."""
+    def _screen(self, outcome: AuthOutcome, request_id: str) -> AuthError | None:
+        """The checks before any credential; sets the outcome's CORS headers and a preflight's answer.
+        Returns log_only's refusal."""
         refusal: AuthError | None = None
-        cors_headers: dict[str, str] | None = None
         if self.ip is not None:
             try:
-                self.ip.authorize(view)
+                self.ip.authorize(outcome)
             except AccessDenied as error:
                 refusal = self._refuse(refusal, error)
-        headers = view.headers
+        headers = outcome.request.headers
         if self.origins is not None or self.cors is not None:
             origin = headers.get("Origin")
             if origin is not None:
@@ -291,32 +336,36 @@ class RoutePolicy:
                         refusal, AccessDenied("origin.denied", log_detail=f"origin {origin[:200]!r}")
                     )
                 if self.cors is not None:
-                    cors_headers = self.cors.response_headers(origin)
-                    if view.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+                    outcome.cors_headers = self.cors.response_headers(origin)
+                    if outcome.request.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
                         # No credential on a preflight, ever.
-                        return refusal, cors_headers, self.cors.preflight(origin, request_id)
-        return refusal, cors_headers, None
+                        outcome.response = self.cors.preflight(origin, request_id)
+        return refusal
 
     def _needs_scopes(self, method: str) -> bool:
         return self.scopes is not None and bool(self.scopes.required(method))
 
     # -- reporting ---------------------------------------------------------------------------
     def _allowed_of(self, principal: Principal, method: str) -> _Allowed:
-        """How allowing ``principal`` (authenticated by ``method``) is counted and audited."""
+        """How allowing ``principal`` (authenticated by ``method``) is counted, audited and forwarded; kept."""
         series = self.metrics.auth_series.decisions(self.route, method, AuditResult.ALLOW, ALLOWED, self.mode)
-        if self.audit is None or not self.audit_allowed:
-            return _Allowed(method, series, None)
-        facts = decision_facts(
-            AuditResult.ALLOW,
-            ALLOWED,
-            self.route,
-            principal.credential_kind,
-            principal.credential_id,
-            principal.subject,
-            principal.tenant or "",
-            method,
-        )
-        return _Allowed(method, series, facts)
+        facts = None
+        if self.audit is not None and self.audit_allowed:
+            facts = decision_facts(
+                AuditResult.ALLOW,
+                ALLOWED,
+                self.route,
+                principal.credential_kind,
+                principal.credential_id,
+                principal.subject,
+                principal.tenant or "",
+                method,
+            )
+        allowed = _Allowed(principal, method, series, facts, context_headers(principal))
+        if len(self._allowed) >= MAX_PRINCIPALS:
+            self._allowed.clear()  # rare: more principals than that; start over
+        self._allowed[id(principal)] = allowed
+        return allowed
 
     def _report(
         self,

@@ -99,6 +99,36 @@ async def test_service_token_reaches_the_upstream_as_trusted_context(make_gatewa
     assert header_values(data, "X-Gateway-Signature") == []
 
 
+@pytest.mark.parametrize("anonymous", [False, True], ids=["authenticated", "anonymous"])
+async def test_context_headers_from_clients_never_pass_a_policy_route(
+    make_gateway: GatewayFactory, anonymous: bool
+) -> None:
+    # identity_headers without the context headers: on a route with a policy the gateway drops them anyway.
+    client = await make_gateway(
+        identity_headers=["X-Internal-*"],
+        routes=[api_route(auth=["service_token"], anonymous=anonymous), {"name": "open", "prefix": "/open"}],
+    )
+    token, _ = await add_token(client, name="deploy-bot", owner="ci")
+    forged = {"X-User-Id": "admin", "X-Tenant-Id": "other", "X-Auth-Method": "jwt", "X-Auth-Scopes": "all"}
+    credential = {} if anonymous else {"Authorization": f"Bearer {token}"}
+    data = await echo(await client.get("/api/orders", headers={**forged, **credential}))
+    expected: dict[str, list[str]] = (
+        {name: [] for name in ("X-User-Id", "X-Tenant-Id", "X-Service-Id", "X-Auth-Method", "X-Auth-Scopes")}
+        if anonymous
+        else {
+            "X-User-Id": ["service:ci"],
+            "X-Tenant-Id": [],
+            "X-Service-Id": ["ci"],
+            "X-Auth-Method": ["service_token"],
+            "X-Auth-Scopes": [],
+        }
+    )
+    assert context_of(data) == expected
+    # A route without a policy forwards what the configured rules let through, as before.
+    data = await echo(await client.get("/open/x", headers=forged))
+    assert header_values(data, "X-Tenant-Id") == ["other"]
+
+
 async def test_no_credential_is_401_with_every_challenge(make_gateway: GatewayFactory) -> None:
     client = await make_gateway(routes=[api_route(auth=["jwt", "api_key"])], authn=jwt_authn_static())
     response = await client.get("/api/x")
