@@ -27,7 +27,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -94,6 +95,23 @@ class _BodyGuard:
                 self.overrun = True
                 raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
             yield chunk
+
+
+class ForwardRequest(aiohttp.ClientRequest):
+    """aiohttp's client request, taking the headers the gateway built for the upstream in two C calls.
+
+    ``ClientRequest.update_headers`` copies the request's headers one Python step per header
+    (about 2 % of a proxied request). Here the same result in two C calls: ``Host`` from the URL
+    first, as aiohttp builds it, then every header as given. Headers naming ``Host`` (a route
+    that preserves it) keep aiohttp's own path, which gives theirs precedence.
+    """
+
+    def update_headers(self, headers: LooseHeaders | None) -> None:
+        if type(headers) is not CIMultiDict or hdrs.HOST in headers:
+            super().update_headers(headers)
+            return
+        super().update_headers(None)  # Host, from the URL, as aiohttp builds it
+        self.headers.extend(headers)
 
 
 class Gateway:
@@ -185,6 +203,7 @@ class Gateway:
                 cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
                 trust_env=False,
+                request_class=ForwardRequest,
             )
 
     async def close_sessions(self) -> None:

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from multidict import CIMultiDict
 
 from gateway.app import GATEWAY
 from gateway.observability.access import AccessLog
@@ -143,6 +144,20 @@ async def test_host_is_the_upstreams_unless_preserved(make_gateway: GatewayFacto
     assert header_values(plain, "X-Forwarded-Host") == ["api.example.com"]
     kept = await echo_of(await client.get("/kept", headers={"Host": "api.example.com"}))
     assert header_values(kept, "Host") == ["api.example.com"]
+
+
+@pytest.mark.parametrize("prefix", ["/plain", "/kept"])
+async def test_headers_reach_the_upstream_in_order_with_every_value(make_gateway: GatewayFactory, prefix: str) -> None:
+    client = await make_gateway(
+        routes=[{"name": "plain", "prefix": "/plain"}, {"name": "kept", "prefix": "/kept", "preserve_host": True}]
+    )
+    sent = [("X-First", "1"), ("X-Repeated", "a"), ("X-Middle", "2"), ("X-Repeated", "b"), ("X-Last", "3")]
+    echo = await echo_of(await client.get(prefix, headers=CIMultiDict(sent)))
+    received = [
+        (name, value) for name, value in echo["headers"] if name.lower().startswith("x-") and name in dict(sent)
+    ]
+    assert received == sent
+    assert echo["headers"][0][0].lower() == "host"  # first, as HTTP/1.1 clients send it
 
 
 # -- headers ----------------------------------------------------------------------------------
