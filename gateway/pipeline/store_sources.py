@@ -84,25 +84,28 @@ class _Derived:
 class _Windows(Generic[V]):
     """What was derived from a cached record (or a service's list of records) at one moment, reused while
     the cache returns the very same object and no ``not_before`` or ``expires`` of it has come since:
-    which keys are usable cannot change in between (a revocation is a new record object)."""
+    which keys are usable cannot change in between (a revocation is a new record object).
 
-    __slots__ = ("_values",)
+    Hot paths read ``entries`` inline, as :meth:`get` does (a call costs about as much as the check).
+    """
+
+    __slots__ = ("entries",)
 
     def __init__(self) -> None:
         # key -> (source object, computed at, good until, value); Unix seconds
-        self._values: dict[str, tuple[object, float, float, V]] = {}
+        self.entries: dict[str, tuple[object, float, float, V]] = {}
 
     def get(self, key: str, source: object, now: float) -> tuple[V] | None:
         """``(value,)`` if it still holds at ``now``, else ``None``."""
-        found = self._values.get(key)
+        found = self.entries.get(key)
         if found is not None and found[0] is source and found[1] <= now < found[2]:
             return (found[3],)
         return None
 
     def put(self, key: str, source: object, computed_at: float, until: float, value: V) -> None:
-        if len(self._values) >= MAX_DERIVED:
-            self._values.clear()
-        self._values[key] = (source, computed_at, until, value)
+        if len(self.entries) >= MAX_DERIVED:
+            self.entries.clear()
+        self.entries[key] = (source, computed_at, until, value)
 
 
 def _next_change(records: Iterable[ServiceKey], moment: datetime) -> float:
@@ -212,15 +215,18 @@ class StoreServiceKeys:
         record = self.cache.peek_service_key(ref)
         if record is None:
             return None
-        found = self._usable_keys.get(key_id, record, time.time())  # the usual answer, without a call more
-        return found if found is not None else (self._usable_key(key_id, record),)
+        # The usual answer, as _Windows.get gives it, without a call more.
+        found = self._usable_keys.entries.get(key_id)
+        if found is not None and found[0] is record and found[1] <= time.time() < found[2]:
+            return (found[3],)
+        return (self._usable_key(key_id, record),)
 
     def _usable_of(self, service_id: str, records: list[ServiceKey]) -> tuple[VerificationKey, ...]:
         """The usable verification keys among a service's records, remembered until one of them changes."""
         now = time.time()
-        found = self._usable_lists.get(service_id, records, now)
-        if found is not None:
-            return found[0]
+        found = self._usable_lists.entries.get(service_id)  # _Windows.get, inline
+        if found is not None and found[0] is records and found[1] <= now < found[2]:
+            return found[3]
         moment = datetime.fromtimestamp(now, UTC)
         usable = (self._verification_key(record) for record in records if record.usable_at(moment))
         keys = tuple(key for key in usable if key is not None)

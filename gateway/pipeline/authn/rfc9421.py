@@ -173,6 +173,19 @@ class _Shape(NamedTuple):
     signature_prefix: str  # how the Signature field starts: ``label=:``
 
 
+class _Parameters(NamedTuple):
+    """A signature's parameters and what the checks read of them, derived once per parameter text."""
+
+    values: dict[str, Any]  # as parsed (read only)
+    text: str  # their serialization, the end of the signature base
+    keyid: str
+    created: int | None
+    not_before: float  # created - clock_skew: before it, the signature is from the future
+    valid_until: float  # until when (Unix seconds) the signature stays acceptable: max_age, expires, skew
+    nonce: str | None
+    alg: str | None
+
+
 def _reject_duplicate(key: str, context: str) -> None:
     # RFC 8941 lets the last duplicate win; for signatures that ambiguity is an attack surface.
     raise ValueError(f"duplicate {context} key {key!r}")
@@ -225,7 +238,7 @@ class HttpSignatureAuthenticator:
         self.clock = clock
         self._public_keys: dict[bytes, Ed25519PublicKey] = {}
         self._shapes: dict[str, _Shape] = {}  # by the text before a common-shape Signature-Input's ')'
-        self._parameters: dict[str, dict[str, Any]] = {}  # by the text after it (see _parameters_of)
+        self._parameters: dict[str, _Parameters] = {}  # by the text after it (see _parameters_of)
         self._uses = ServiceKeyUses(AuthMethod.HTTP_SIGNATURE)
 
     def _fail(self, reason: str, log_detail: str) -> AuthError:
@@ -243,20 +256,17 @@ class HttpSignatureAuthenticator:
         selected = self._select(inputs, signatures)
         if selected is None:
             return None  # signatures for someone else (another tag)
-        label, coverage, covered, params, params_text, signature = selected
-        keyid: str = params["keyid"]
+        label, coverage, covered, params, signature = selected
+        keyid = params.keyid
 
-        # created / expires: valid_until is until when (Unix seconds) this signature stays acceptable.
+        # created / expires: until when this signature stays acceptable was derived with its parameters.
         now = self.clock()
-        created = params.get("created")
+        created = params.created
         if created is None:
             raise self._fail("httpsig.created_missing", f"signature {label!r} has no created")
-        if created > now + self.clock_skew:
+        if now < params.not_before:
             raise self._fail("httpsig.skew", f"signature {label!r} created {created - now:.0f}s in the future")
-        valid_until = created + self.max_age + self.clock_skew
-        expires = params.get("expires")
-        if expires is not None and expires + self.clock_skew < valid_until:
-            valid_until = expires + self.clock_skew
+        valid_until = params.valid_until
         if now > valid_until:
             raise self._fail("httpsig.expired", f"signature {label!r} created {now - created:.0f}s ago")
         # required components (decided once per list of components), Content-Digest with a body
@@ -265,7 +275,7 @@ class HttpSignatureAuthenticator:
             raise self._fail("httpsig.components_missing", f"signature {label!r} does not cover {names}")
         if self.require_digest_with_body and not coverage.digest and req.body_exists:
             raise self._fail("httpsig.digest_missing", f"signature {label!r}: body present, content-digest not covered")
-        nonce: str | None = params.get("nonce")
+        nonce = params.nonce
         if nonce is None and self.require_nonce:
             raise self._fail("httpsig.nonce_missing", f"signature {label!r} has no nonce")
 
@@ -273,11 +283,11 @@ class HttpSignatureAuthenticator:
         key = peeked[0] if peeked is not None else await self.keys.key_by_id(keyid)
         if key is None or (key.expires_at is not None and key.expires_at <= now):
             raise self._fail("httpsig.unknown_key", f"no active key {keyid!r}")
-        if "alg" in params and params["alg"] != key.algorithm:
-            raise self._fail("httpsig.alg_mismatch", f"alg {params['alg']!r} but key {keyid!r} is {key.algorithm}")
+        if params.alg is not None and params.alg != key.algorithm:
+            raise self._fail("httpsig.alg_mismatch", f"alg {params.alg!r} but key {keyid!r} is {key.algorithm}")
 
         try:
-            base = coverage.request_base(req.method, req.scheme, req.host, req.raw_path, headers, params_text)
+            base = coverage.request_base(req.method, req.scheme, req.host, req.raw_path, headers, params.text)
         except SignatureBaseError as exc:
             raise self._fail("httpsig.malformed", f"signature {label!r}: {exc}") from None
         # The key's keyed HMAC and principal, found by the record's identity (no call).
@@ -313,9 +323,9 @@ class HttpSignatureAuthenticator:
 
     def _select(
         self, inputs: list[str], signatures: list[str]
-    ) -> tuple[str, Coverage, bool, dict[str, Any], str, bytes] | None:
+    ) -> tuple[str, Coverage, bool, _Parameters, bytes] | None:
         """Parse both fields and pick this gateway's signature: (label, coverage, whether it covers the
-        required components, params, their serialization, signature bytes)."""
+        required components, its parameters, signature bytes)."""
         if len(inputs) == 1 and len(signatures) == 1:
             signature_input, signature_text = inputs[0], signatures[0]
             if len(signature_input) + len(signature_text) > MAX_FIELD_BYTES:
@@ -332,7 +342,7 @@ class HttpSignatureAuthenticator:
                 if params is not None:
                     signature = common_signature(signature_text, shape.signature_prefix)
                     if signature is not None:
-                        return shape.label, shape.coverage, shape.covered, params, params_text, signature
+                        return shape.label, shape.coverage, shape.covered, params, signature
         input_text = ", ".join(inputs)
         signature_text = ", ".join(signatures)
         if len(input_text) + len(signature_text) > MAX_FIELD_BYTES:
@@ -353,19 +363,34 @@ class HttpSignatureAuthenticator:
             if signature is None or not isinstance(signature[0], bytes):
                 raise self._fail("httpsig.malformed", f"Signature has no Byte Sequence for label {label!r}")
             covered = self.required <= coverage.identities
-            return label, coverage, covered, params, serialize_parameters(params), signature[0]
+            return label, coverage, covered, self._derive(params, serialize_parameters(params)), signature[0]
         return None
 
-    def _parameters_of(self, text: str) -> dict[str, Any] | None:
+    def _parameters_of(self, text: str) -> _Parameters | None:
         """The common-shape parameter ``text`` parsed, when it names a keyid and this gateway's tag;
-        remembered (nothing changes the dict: it is read only); else ``None``."""
+        remembered (nothing changes it: it is read only); else ``None``."""
         params = common_parameters(text)
         if params is None or "keyid" not in params or (self.tag is not None and params.get("tag") != self.tag):
             return None
+        derived = self._derive(params, text)
         if len(self._parameters) >= MAX_PARAMETER_TEXTS:
             self._parameters.clear()
-        self._parameters[text] = params
-        return params
+        self._parameters[text] = derived
+        return derived
+
+    def _derive(self, params: dict[str, Any], text: str) -> _Parameters:
+        """What the checks read of checked ``params`` (keyid present, every value of its type)."""
+        created: int | None = params.get("created")
+        expires: int | None = params.get("expires")
+        not_before = valid_until = math.inf
+        if created is not None:
+            not_before = created - self.clock_skew
+            valid_until = created + self.max_age + self.clock_skew
+            if expires is not None and expires + self.clock_skew < valid_until:
+                valid_until = expires + self.clock_skew
+        return _Parameters(
+            params, text, params["keyid"], created, not_before, valid_until, params.get("nonce"), params.get("alg")
+        )
 
     def _shape(self, head: str) -> _Shape | None:
         """The common-shape ``head`` (a Signature-Input up to its ')') checked, remembered; else ``None``."""

@@ -100,8 +100,8 @@ def selection(authenticator: HttpSignatureAuthenticator, signature_input: str, s
         return exc.reason, exc.log_detail
     if selected is None:
         return None
-    label, coverage, covered, params, params_text, value = selected
-    return label, coverage.items, coverage.digest, covered, list(params.items()), params_text, value
+    label, coverage, covered, params, value = selected
+    return label, coverage.items, coverage.digest, covered, params, value
 
 
 @settings(max_examples=600, deadline=None)
