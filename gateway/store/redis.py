@@ -228,7 +228,7 @@ class RedisStore:
         if not segments or len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
             raise StoreConfigError(f"{self._url}: expected redis+sentinel://host:port[,host:port]/service_name[/db]")
         sentinel_kwargs = {"password": sentinel_password} if sentinel_password else None
-        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        self._sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8
             hosts,
             sentinel_kwargs=sentinel_kwargs,
             socket_timeout=self._timeout,
@@ -697,6 +697,6 @@ class RedisStore:
                 self._emit(InvalidationKind.ALL)  # fail safe: nothing cached outlives a gap
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
