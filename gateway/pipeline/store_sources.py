@@ -43,7 +43,7 @@ from gateway.pipeline.authn.derived import PerRecord
 from gateway.pipeline.base import AuthUnavailable
 from gateway.pipeline.sources import ApiClientRecord, KeyAlgorithm, TokenRecord, VerificationKey
 from gateway.store.base import Invalidation, InvalidationKind, Store, Subscription, service_key_ref
-from gateway.store.cache import CredentialCache
+from gateway.store.cache import SERVICE_KEYS, CredentialCache
 from gateway.store.errors import StoreError
 from gateway.store.usage import UsageRecorder
 
@@ -108,6 +108,30 @@ class _Windows(Generic[V]):
         self.entries[key] = (source, computed_at, until, value)
 
 
+# A peek's answer kept while nothing it came from can have changed (see _Steady).
+_SteadyEntry = tuple[int, float, float, float, float, V]
+
+
+class _Steady(Generic[V]):
+    """Answers of a ``peek_*`` kept, by its argument, while nothing they were derived from can change:
+    the cache's ``epoch`` is the same and its entry not due for a refresh (``cache.clock``), the source's
+    own index is fresh (its ``clock``) and no key's start or end has come (Unix seconds).
+
+    Hot paths read ``entries`` inline: ``(cache epoch, cache until, index until, window from, window
+    until, answer)``; a hit stands for the cache hit it replaces and counts as one.
+    """
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _SteadyEntry[V]] = {}
+
+    def put(self, key: str, entry: _SteadyEntry[V]) -> None:
+        if len(self.entries) >= MAX_DERIVED:
+            self.entries.clear()
+        self.entries[key] = entry
+
+
 def _next_change(records: Iterable[ServiceKey], moment: datetime) -> float:
     """The first ``not_before`` or ``expires`` of ``records`` after ``moment`` (Unix seconds; inf: none)."""
     until = math.inf
@@ -147,6 +171,8 @@ class StoreServiceKeys:
         self._derived = _Derived()
         self._usable_lists: _Windows[tuple[VerificationKey, ...]] = _Windows()  # by service id
         self._usable_keys: _Windows[VerificationKey | None] = _Windows()  # by RFC 9421 keyid
+        self._steady_lists: _Steady[tuple[VerificationKey, ...]] = _Steady()  # peek_verification_keys
+        self._steady_keys: _Steady[tuple[VerificationKey | None]] = _Steady()  # peek_key_by_id
         self._index: dict[str, set[str]] | None = None
         # Bare key id -> its cache ref, for the ids of the index that name exactly one service.
         self._refs: dict[str, str] = {}
@@ -179,8 +205,23 @@ class StoreServiceKeys:
 
     def peek_verification_keys(self, service_id: str) -> Sequence[VerificationKey] | None:
         """What :meth:`verification_keys` answers when the cache holds the service's keys; ``None``: await it."""
-        records = self.cache.peek_service_keys(service_id)
-        return None if records is None else self._usable_of(service_id, records)
+        cache = self.cache
+        steady = self._steady_lists.entries.get(service_id)  # the answer kept (_Steady), checked inline
+        if steady is not None and steady[0] == cache.epoch and cache.clock() < steady[1]:
+            now = time.time()
+            if steady[3] <= now < steady[4]:
+                cache.stats.hits += 1
+                return steady[5]
+        epoch = cache.epoch
+        records = cache.peek_service_keys(service_id)
+        if records is None:
+            return None
+        keys = self._usable_of(service_id, records)
+        window = self._usable_lists.entries.get(service_id)
+        if window is not None and window[0] is records:
+            until = cache.steady_until(SERVICE_KEYS, service_id)
+            self._steady_lists.put(service_id, (epoch, until, math.inf, window[1], window[2], keys))
+        return keys
 
     async def key_by_id(self, key_id: str) -> VerificationKey | None:
         service_id, sep, bare = key_id.partition("/")
@@ -205,6 +246,14 @@ class StoreServiceKeys:
         (unknown, ambiguous, stale index, a record not cached) takes the awaited path, which reloads,
         logs and caches as usual.
         """
+        cache = self.cache
+        steady = self._steady_keys.entries.get(key_id)  # the answer kept (_Steady), checked inline
+        if steady is not None and steady[0] == cache.epoch and cache.clock() < steady[1] and self.clock() < steady[2]:
+            now = time.time()
+            if steady[3] <= now < steady[4]:
+                cache.stats.hits += 1
+                return steady[5]
+        index_until = math.inf
         if "/" in key_id:
             ref = key_id
         else:
@@ -212,14 +261,17 @@ class StoreServiceKeys:
             if found_ref is None or self.clock() - self._index_loaded_at > self.index_ttl:
                 return None
             ref = found_ref
-        record = self.cache.peek_service_key(ref)
+            index_until = self._index_loaded_at + self.index_ttl
+        epoch = cache.epoch
+        record = cache.peek_service_key(ref)
         if record is None:
             return None
-        # The usual answer, as _Windows.get gives it, without a call more.
-        found = self._usable_keys.entries.get(key_id)
-        if found is not None and found[0] is record and found[1] <= time.time() < found[2]:
-            return (found[3],)
-        return (self._usable_key(key_id, record),)
+        answer = (self._usable_key(key_id, record),)
+        window = self._usable_keys.entries.get(key_id)
+        if window is not None and window[0] is record:
+            until = cache.steady_until(InvalidationKind.SERVICE_KEY, ref)
+            self._steady_keys.put(key_id, (epoch, until, index_until, window[1], window[2], answer))
+        return answer
 
     def _usable_of(self, service_id: str, records: list[ServiceKey]) -> tuple[VerificationKey, ...]:
         """The usable verification keys among a service's records, remembered until one of them changes."""
@@ -314,8 +366,11 @@ class StoreServiceKeys:
         self._index = index
         self._refs = {key_id: service_key_ref(next(iter(s)), key_id) for key_id, s in index.items() if len(s) == 1}
         self._index_loaded_at = loaded_at
+        self._steady_keys.entries.clear()
 
     def _changed(self, invalidation: Invalidation) -> None:
+        self._steady_keys.entries.clear()  # the index may change (the cache drops its entries too)
+        self._steady_lists.entries.clear()
         if invalidation.kind is InvalidationKind.SERVICE_KEY:
             service_id, _, key_id = invalidation.id.partition("/")
             if self._index is not None and key_id:

@@ -23,6 +23,13 @@ Tokens and API keys, asked for on every request, also have a synchronous
 (same hit counting, LRU order and background refresh), else ``None`` and the
 caller awaits the lookup. A cache hit then costs no coroutine at all.
 
+``epoch`` counts the changes to the entries (stored, refreshed, evicted, expired,
+invalidated, cleared). A caller may keep what it derived from a peeked entry and
+answer it again without peeking while ``epoch`` is unchanged and ``clock()`` is
+before :meth:`CredentialCache.steady_until` (the entry's refresh point), counting
+each such answer in ``stats.hits``: the entry is then the same object and needs no
+refresh. Only the LRU order is not updated by those answers, at most for ``ttl / 2``.
+
 The cache returns records whatever their state: the caller decides with
 ``usable_at(now)`` (revoked, expired and retired credentials are refused there).
 """
@@ -114,7 +121,8 @@ class CredentialCache:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.stats = CacheStats()
-        self._clock = clock
+        self.clock = self._clock = clock
+        self.epoch = 0  # changes to the entries (see the module docstring)
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self._flights: dict[CacheKey, _Flight] = {}
         self._subscription: Subscription | None = None
@@ -151,6 +159,7 @@ class CredentialCache:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._entries.clear()
+        self.epoch += 1
 
     # -- lookups -----------------------------------------------------------------------------
     async def token(self, token_hash: str) -> ServiceToken | None:
@@ -212,6 +221,7 @@ class CredentialCache:
                     self._refresh_in_background(key, fetch)
                 return cast("V | None", entry.value)
             del self._entries[key]
+            self.epoch += 1
         self.stats.misses += 1
         return await self._fetch(key, fetch)
 
@@ -240,7 +250,16 @@ class CredentialCache:
         self.stats.refreshes += 1
         self._start_flight(key, fetch)
 
+    def steady_until(self, kind: str, ident: str) -> float:
+        """Until when (``clock``) the positive entry of ``kind``/``ident`` is answered as it is, if
+        ``epoch`` does not change: its refresh point. ``-inf``: no such entry."""
+        entry = self._entries.get((kind, ident))
+        if entry is None or entry.value is None:
+            return float("-inf")
+        return entry.stored_at + self.ttl / 2
+
     def _store(self, key: CacheKey, value: object) -> None:
+        self.epoch += 1
         self._entries[key] = _Entry(value, self._clock())
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
@@ -250,6 +269,7 @@ class CredentialCache:
     # -- invalidation ------------------------------------------------------------------------
     def invalidate(self, invalidation: Invalidation) -> None:
         """Drop what ``invalidation`` names (the store calls this for every change it hears of)."""
+        self.epoch += 1
         self.stats.invalidations += 1
         kind = invalidation.kind
         self.stats.by_kind[kind.value] = self.stats.by_kind.get(kind.value, 0) + 1

@@ -169,3 +169,46 @@ async def test_a_bare_key_id_taken_by_a_second_service_stops_being_peeked(cache:
         assert await keys.key_by_id("k9") is None
     finally:
         await keys.close()
+
+
+async def test_repeated_service_key_peeks_count_every_hit_and_end_at_a_keys_expiry(cache: CredentialCache) -> None:
+    now = datetime.now(UTC)
+    lifetime = timedelta(days=1, seconds=SOON)
+    await cache.store.add_service_key(
+        ServiceKey.new_hmac("billing", SECRET, BOX, key_id="k-old", now=now - timedelta(days=1), lifetime=lifetime)
+    )
+    keys = StoreServiceKeys(cache, BOX)
+    listed = await keys.verification_keys("billing")
+    found = await keys.key_by_id("billing/k-old")
+    assert [key.key_id for key in listed] == ["k-old"] and found is not None
+    hits = cache.stats.hits
+    for _ in range(3):  # the answers a peek keeps are the very same, and each stands for one cache hit
+        assert keys.peek_verification_keys("billing") is listed
+        assert keys.peek_key_by_id("billing/k-old") == (found,)
+    assert cache.stats.hits == hits + 6
+    await asyncio.sleep(SOON + 0.05)
+    assert keys.peek_verification_keys("billing") == ()  # expired: no kept answer outlives the key
+    assert keys.peek_key_by_id("billing/k-old") == (None,)
+
+
+async def test_repeated_service_key_peeks_still_refresh_the_cache_at_half_its_ttl() -> None:
+    store = await open_store("memory://")
+    moment = [0.0]
+    cache = CredentialCache(store, ttl=60, clock=lambda: moment[0])
+    try:
+        await cache.start()
+        await store.add_service_key(ServiceKey.new_hmac("billing", SECRET, BOX, key_id="k1"))
+        keys = StoreServiceKeys(cache, BOX, clock=lambda: moment[0])
+        listed = await keys.verification_keys("billing")
+        assert await keys.key_by_id("k1") is not None
+        assert keys.peek_verification_keys("billing") is listed and keys.peek_key_by_id("k1") is not None
+        assert cache.stats.refreshes == 0
+        moment[0] = 31.0  # past half the ttl: the next peeks start a background refresh, as a lookup would
+        assert keys.peek_verification_keys("billing") is listed
+        assert keys.peek_key_by_id("k1") is not None
+        assert cache.stats.refreshes == 2
+        moment[0] = 61.0  # the key-id index is stale too now: the bare id takes the awaited path again
+        assert keys.peek_key_by_id("k1") is None
+    finally:
+        await cache.close()
+        await store.close()
