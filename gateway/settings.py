@@ -32,6 +32,7 @@ from gateway.auth_settings import (
     parse_context_signing,
     parse_route_policy,
 )
+from gateway.observability import audit as audit_trail
 from gateway.units import (
     Address,
     parse_address,
@@ -127,10 +128,10 @@ class CredentialSettings:
 class AuditSettings:
     """The audit trail: a bounded in-memory buffer written in batches, and how long events are kept."""
 
-    retention: float = 30 * 86400.0  # seconds; 0 keeps events forever
-    buffer: int = 10_000
-    flush_interval: float = 1.0
-    batch_size: int = 500
+    retention: float = audit_trail.DEFAULT_RETENTION  # seconds; 0 keeps events forever
+    buffer: int = audit_trail.DEFAULT_BUFFER
+    flush_interval: float = audit_trail.DEFAULT_FLUSH_INTERVAL
+    batch_size: int = audit_trail.DEFAULT_BATCH_SIZE
 
 
 @dataclass(frozen=True, slots=True)
