@@ -62,8 +62,18 @@ async def add_token(
     return text, record
 
 
-async def add_hmac_key(client: Client, kek_file: Path, *, service: str = "billing", key_id: str = "k1") -> ServiceKey:
-    key = ServiceKey.new_hmac(service, SERVICE_SECRET, secret_box(kek_file), key_id=key_id)
+async def add_hmac_key(
+    client: Client,
+    kek_file: Path,
+    *,
+    service: str = "billing",
+    key_id: str = "k1",
+    tenant: str | None = None,
+    scopes: tuple[str, ...] = (),
+) -> ServiceKey:
+    key = ServiceKey.new_hmac(
+        service, SERVICE_SECRET, secret_box(kek_file), key_id=key_id, tenant=tenant, scopes=scopes
+    )
     await runtime_of(client).store.add_service_key(key)
     return key
 

@@ -261,19 +261,31 @@ class CredentialAdmin:
         key_id: str | None = None,
         lifetime: timedelta | None = DEFAULT_KEY_LIFETIME,
         not_before: datetime | None = None,
+        tenant: str | None = None,
+        scopes: Iterable[object] = (),
     ) -> ServiceKey:
-        """Register an HMAC secret (encrypted under the KEK) or an Ed25519 public key."""
-        key = self._new_service_key(service, secret, public_key, key_id, lifetime, not_before)
+        """Register an HMAC secret (encrypted under the KEK) or an Ed25519 public key; signatures made
+        with it authenticate as the service with ``tenant`` and ``scopes``."""
+        key = self._new_service_key(service, secret, public_key, key_id, lifetime, not_before, tenant, scopes)
         await self.store.add_service_key(key)
         await self._audited("keys.add", "service_key", f"{key.service_id}/{key.key_id}", key.algorithm.value)
         return key
 
     async def generate_service_key(
-        self, service: str, *, key_id: str | None = None, lifetime: timedelta | None = DEFAULT_KEY_LIFETIME
+        self,
+        service: str,
+        *,
+        key_id: str | None = None,
+        lifetime: timedelta | None = DEFAULT_KEY_LIFETIME,
+        tenant: str | None = None,
+        scopes: Iterable[object] = (),
     ) -> tuple[str, ServiceKey]:
         """A new 256-bit HMAC secret, registered: ``(secret shown once, record)``."""
         secret = generate_service_secret()
-        return secret, await self.add_service_key(service, secret=secret, key_id=key_id, lifetime=lifetime)
+        key = await self.add_service_key(
+            service, secret=secret, key_id=key_id, lifetime=lifetime, tenant=tenant, scopes=scopes
+        )
+        return secret, key
 
     def _new_service_key(
         self,
@@ -283,6 +295,8 @@ class CredentialAdmin:
         key_id: str | None,
         lifetime: timedelta | None,
         not_before: datetime | None,
+        tenant: str | None,
+        scopes: Iterable[object],
     ) -> ServiceKey:
         if (secret is None) == (public_key is None):
             raise ValueError("give either an HMAC secret or an Ed25519 public key")
@@ -291,11 +305,26 @@ class CredentialAdmin:
         now = self.now()
         if public_key is not None:
             return ServiceKey.new_ed25519(
-                service, public_key, key_id=key_id, now=now, not_before=not_before, lifetime=lifetime
+                service,
+                public_key,
+                key_id=key_id,
+                now=now,
+                not_before=not_before,
+                lifetime=lifetime,
+                tenant=tenant,
+                scopes=scopes,
             )
         assert secret is not None  # noqa: S101 - one of the two, checked above
         return ServiceKey.new_hmac(
-            service, secret, self.secret_box, key_id=key_id, now=now, not_before=not_before, lifetime=lifetime
+            service,
+            secret,
+            self.secret_box,
+            key_id=key_id,
+            now=now,
+            not_before=not_before,
+            lifetime=lifetime,
+            tenant=tenant,
+            scopes=scopes,
         )
 
     async def list_service_keys(self, service: str | None = None) -> list[ServiceKey]:
@@ -317,11 +346,14 @@ class CredentialAdmin:
         public_key: str | bytes | None = None,
         lifetime: timedelta | None = DEFAULT_KEY_LIFETIME,
         new_key_id: str | None = None,
+        tenant: str | None = None,
+        scopes: Iterable[object] | None = None,
     ) -> tuple[str | None, ServiceKey, ServiceKey]:
         """Add a new key and keep the old one (default: the newest usable one) valid for ``grace``.
 
         For an HMAC key without ``secret`` a new one is generated and returned:
-        ``(secret or None, old record, new record)``.
+        ``(secret or None, old record, new record)``. The new key has the old one's tenant and
+        scopes unless ``tenant`` / ``scopes`` are given.
         """
         service = parse_service_id(service)
         now = self.now()
@@ -335,7 +367,16 @@ class CredentialAdmin:
         generated: str | None = None
         if old.algorithm is KeyAlgorithm.HMAC_SHA256 and secret is None and public_key is None:
             generated = secret = generate_service_secret()
-        new = self._new_service_key(service, secret, public_key, new_key_id, lifetime, None)
+        new = self._new_service_key(
+            service,
+            secret,
+            public_key,
+            new_key_id,
+            lifetime,
+            None,
+            old.tenant if tenant is None else tenant,
+            old.scopes if scopes is None else scopes,
+        )
         updated = await self.store.rotate_service_key(new, old_key_id=old.key_id, grace_until=now + grace)
         await self._audited("keys.rotate", "service_key", f"{service}/{new.key_id}", f"old={old.key_id} grace={grace}")
         return generated, updated, new

@@ -76,6 +76,8 @@ def service_key_view(key: ServiceKey, now: datetime) -> JSON:
         "expires": when(key.expires),
         # A public key is not a secret; an HMAC secret never leaves the store (and only encrypted there).
         "public_key": None if key.public_key is None else base64.b64encode(key.public_key).decode("ascii"),
+        "tenant": key.tenant,
+        "scopes": sorted(key.scopes),
     }
 
 
@@ -193,6 +195,8 @@ SERVICE_KEY_SCHEMA = _object(
         "not_before": _TIME,
         "expires": _OPTIONAL_TIME,
         "public_key": {"type": ["string", "null"], "description": "Ed25519 public key, base64"},
+        "tenant": {"type": ["string", "null"], "description": "the tenant its signatures authenticate as"},
+        "scopes": _STRINGS,
     },
     "A service signing key, without its secret.",
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gateway.admin.inputs import parse_time
 from gateway.admin.views import service_key_view, when
-from gateway.commands.flags import duration_flag, flag, grace_flag, leaf, subcommands
+from gateway.commands.flags import duration_flag, flag, grace_flag, leaf, listed, subcommands
 from gateway.commands.secret_files import (
     PendingFile,
     ensure_private_directory,
@@ -28,6 +28,7 @@ from gateway.commands.secret_files import (
 from gateway.commands.session import Command, Session, UsageError, bind, table
 from gateway.credentials.keys import generate_key_id, generate_service_secret, parse_key_id, parse_service_id
 from gateway.credentials.models import ServiceKey
+from gateway.credentials.validation import parse_name, parse_scopes
 from gateway.store import StoreError
 
 KEY_FILE_DIRECTORY = "service-keys"
@@ -42,9 +43,24 @@ def _print_keys(session: Session, keys: list[ServiceKey]) -> None:
     for key in keys:
         view = service_key_view(key, now)
         rows.append(
-            [key.service_id, key.key_id, key.algorithm.value, view["state"], when(key.created), when(key.expires)]
+            [
+                key.service_id,
+                key.key_id,
+                key.algorithm.value,
+                view["state"],
+                when(key.created),
+                when(key.expires),
+                key.tenant or "-",
+                " ".join(sorted(key.scopes)) or "-",
+            ]
         )
-    table(rows, ["service", "key id", "algorithm", "state", "created", "expires"], session.out)
+    table(rows, ["service", "key id", "algorithm", "state", "created", "expires", "tenant", "scopes"], session.out)
+
+
+def _grants(args: argparse.Namespace) -> tuple[str | None, frozenset[str]]:
+    """``--tenant`` and ``--scope``: what signatures made with the key are granted."""
+    tenant = flag("--tenant", args.tenant, lambda value: parse_name(value, "tenant"))
+    return tenant, listed("--scope", args.scope, parse_scopes)
 
 
 class ServiceEnvFiles:
@@ -133,6 +149,9 @@ async def generate(session: Session) -> None:
     assert service is not None  # noqa: S101 - required by argparse
     key_id = flag("--key-id", args.key_id, parse_key_id) or generate_key_id(session.admin.now())
     lifetime = duration_flag("--lifetime", args.lifetime, "90d")
+    tenant, scopes = _grants(args)
+    if (tenant is not None or scopes) and not args.register:
+        raise UsageError("--tenant and --scope are stored with the key: add --register")
     files = _env_files(args, service, replace_key_file=args.force)
     secret = generate_service_secret()
     key: ServiceKey | None = None
@@ -140,7 +159,9 @@ async def generate(session: Session) -> None:
         files.prepare(secret, key_id)
     try:
         if args.register:
-            key = await session.admin.add_service_key(service, secret=secret, key_id=key_id, lifetime=lifetime)
+            key = await session.admin.add_service_key(
+                service, secret=secret, key_id=key_id, lifetime=lifetime, tenant=tenant, scopes=scopes
+            )
         if files is not None:
             files.commit()
     except BaseException:
@@ -203,6 +224,7 @@ async def add(session: Session) -> None:
     args = session.args
     secret, public_key = _read_secret(args), _read_public_key(args)
     not_before = flag("--not-before", args.not_before, parse_time)
+    tenant, scopes = _grants(args)
     key = await session.admin.add_service_key(
         args.service,
         secret=secret,
@@ -210,6 +232,8 @@ async def add(session: Session) -> None:
         key_id=args.key_id,
         lifetime=duration_flag("--lifetime", args.lifetime, "90d"),
         not_before=not_before,
+        tenant=tenant,
+        scopes=scopes,
     )
     _print_keys(session, [key])
 
@@ -225,6 +249,7 @@ async def rotate(session: Session) -> None:
     grace = grace_flag(args.grace)
     lifetime = duration_flag("--lifetime", args.lifetime, "90d")
     secret, public_key = _read_secret(args), _read_public_key(args)
+    tenant, scopes = _grants(args)
     files = _env_files(args, service, replace_key_file=True)
     if files is not None and public_key is not None:
         raise UsageError("--env-file is for HMAC keys (an Ed25519 private key never reaches the gateway)")
@@ -244,6 +269,8 @@ async def rotate(session: Session) -> None:
             public_key=public_key,
             lifetime=lifetime,
             new_key_id=new_id,
+            tenant=tenant,
+            scopes=scopes if args.scope else None,  # none given: the old key's
         )
         if files is not None:
             files.commit()
@@ -289,6 +316,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             help=f"where the secret goes (0600; default: <env dir>/{KEY_FILE_DIRECTORY}/<service>.key)",
         )
 
+    def grants(sub: argparse.ArgumentParser, rotation: bool = False) -> None:
+        default = " (default: the old key's)" if rotation else ""
+        sub.add_argument("--tenant", help=f"tenant its signatures authenticate as{default}")
+        sub.add_argument(
+            "--scope", action="append", default=[], metavar="SCOPE", help=f"granted scope, repeat{default}"
+        )
+
     def material(sub: argparse.ArgumentParser, *, required: bool) -> None:
         group = sub.add_mutually_exclusive_group(required=required)
         group.add_argument("--secret-file", metavar="PATH", help="file holding an HMAC secret (64+ hex characters)")
@@ -303,6 +337,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub.add_argument("--lifetime", metavar="DURATION", help="default 90d")
     sub.add_argument("--register", action="store_true", help="also store it (encrypted under the KEK)")
     sub.add_argument("--force", action="store_true", help="overwrite an existing key file")
+    grants(sub)
     env_options(sub)
 
     sub = add_action("add", add, "register an existing HMAC secret or Ed25519 public key")
@@ -310,6 +345,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub.add_argument("--key-id")
     sub.add_argument("--lifetime", metavar="DURATION", help="default 90d")
     sub.add_argument("--not-before", metavar="TIME")
+    grants(sub)
     material(sub, required=True)
 
     sub = add_action("list", list_, "list keys (never their secrets)")
@@ -320,6 +356,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub.add_argument("--key-id", help="the key to rotate out (default: the newest usable one)")
     sub.add_argument("--grace", metavar="DURATION", help="default 24h")
     sub.add_argument("--lifetime", metavar="DURATION", help="new key's lifetime, default 90d")
+    grants(sub, rotation=True)
     material(sub, required=False)
     env_options(sub)
 

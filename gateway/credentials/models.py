@@ -77,6 +77,10 @@ class ServiceKey:
     state: KeyState = KeyState.ACTIVE
     encrypted_secret: bytes | None = field(default=None, repr=False)
     public_key: bytes | None = None
+    # What a signature made with this key is granted: the principal's tenant and scopes (route
+    # required_scopes, X-Tenant-Id, X-Auth-Scopes). A rotation carries them to the new key.
+    tenant: str | None = None
+    scopes: frozenset[str] = frozenset()
 
     def usable_at(self, now: datetime) -> bool:
         """Active, past ``not_before`` and not expired: a signature made with it may be accepted."""
@@ -101,6 +105,8 @@ class ServiceKey:
         now: datetime | None = None,
         not_before: datetime | None = None,
         lifetime: timedelta | None = DEFAULT_KEY_LIFETIME,
+        tenant: str | None = None,
+        scopes: Iterable[object] = (),
     ) -> ServiceKey:
         """A new HMAC key with ``secret`` encrypted under the KEK; refuses without one."""
         if box is None:
@@ -118,6 +124,8 @@ class ServiceKey:
             not_before=start,
             expires=None if lifetime is None else start + lifetime,
             encrypted_secret=box.encrypt(parse_service_secret(secret)),
+            tenant=None if tenant is None else parse_name(tenant, "tenant"),
+            scopes=parse_scopes(scopes),
         )
 
     @classmethod
@@ -130,6 +138,8 @@ class ServiceKey:
         now: datetime | None = None,
         not_before: datetime | None = None,
         lifetime: timedelta | None = DEFAULT_KEY_LIFETIME,
+        tenant: str | None = None,
+        scopes: Iterable[object] = (),
     ) -> ServiceKey:
         """A new Ed25519 key: only the public key is registered."""
         created = now or utcnow()
@@ -143,6 +153,8 @@ class ServiceKey:
             not_before=start,
             expires=None if lifetime is None else start + lifetime,
             public_key=raw if raw is not None else parse_ed25519_public_key(public_key),
+            tenant=None if tenant is None else parse_name(tenant, "tenant"),
+            scopes=parse_scopes(scopes),
         )
 
 

@@ -309,6 +309,8 @@ class StoreServiceKeys:
             service_id=record.service_id,
             algorithm=str(record.algorithm.value),
             material=material,
+            tenant=record.tenant,
+            scopes=record.scopes,
             expires_at=_timestamp(record.expires),
         )
         self._derived.put(ident, record, key)

@@ -87,6 +87,8 @@ SERVICE_KEY_FIELDS = {
     "state": "state",
     "encrypted_secret": "ascii",
     "public_key": "hex",
+    "tenant": "opt_str",
+    "scopes": "set",
 }
 TOKEN_FIELDS = {
     "token_hash": "str",
@@ -152,6 +154,10 @@ if sorted(DECISION_COLUMNS) != sorted(name for name in AUDIT_COLUMNS if name not
     raise AssertionError("DECISION_COLUMNS must be the audit columns but the admin ones")  # pragma: no cover
 AuditRow = tuple[int | str, ...]  # result (its value), strings, time (int microseconds), strings
 
+# Fields records gained after they were first stored, with what an older record reads as. Only these:
+# any other field missing from a stored record is an error (a record is never completed by guessing).
+_ADDED_LATER: dict[tuple[type, str], object] = {(ServiceKey, "scopes"): frozenset()}
+
 _SPECS: dict[type, dict[str, str]] = {
     ServiceKey: SERVICE_KEY_FIELDS,
     ServiceToken: TOKEN_FIELDS,
@@ -192,9 +198,12 @@ def from_row(cls: type[R], row: Mapping[str, Any]) -> R:
     for name, kind in spec.items():
         value = row.get(name)
         if value is None:
-            if kind not in _NULLABLE:
+            if kind in _NULLABLE:
+                values[name] = None
+            elif (cls, name) in _ADDED_LATER and name not in row:
+                values[name] = _ADDED_LATER[cls, name]
+            else:
                 raise ValueError(f"stored {cls.__name__} lacks {name!r}")
-            values[name] = None
         else:
             values[name] = _KINDS[kind][1](value)
     return cls(**values)

@@ -51,7 +51,7 @@ from gateway.store.codec import (
 )
 from gateway.store.errors import Conflict, NotFound, StoreConfigError, StoreError, StoreUnavailable
 from gateway.store.registry import split_options
-from gateway.store.sqlite_schema import SCHEMA, SCHEMA_VERSION
+from gateway.store.sqlite_schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 from gateway.units import parse_duration
 
 log = logging.getLogger("gateway.store.sqlite")
@@ -85,6 +85,14 @@ def _audit_key(row: Mapping[str, Any]) -> sqlite_audit.SortKey:
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Add the columns a file of an older schema lacks (:data:`ADDED_COLUMNS`)."""
+    for table, column, definition in ADDED_COLUMNS:
+        present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")  # names: sqlite_schema
 
 
 def _insert(conn: sqlite3.Connection, table: str, row: Mapping[str, object], verb: str = "INSERT") -> None:
@@ -194,6 +202,7 @@ class SqliteStore:
                     f"store {self.url} has schema version {row['value']}, newer than this gateway's {SCHEMA_VERSION}"
                 )
             elif int(row["value"]) < SCHEMA_VERSION:  # the script above added what is new (tables, a view, its trigger)
+                _add_columns(conn)
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             conn.close()

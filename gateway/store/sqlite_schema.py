@@ -7,7 +7,14 @@ its copy): every write transaction appends to it before committing.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2  # 2: audit_batches, audit_batch_keys
+SCHEMA_VERSION = 3  # 2: audit_batches, audit_batch_keys; 3: service_keys.tenant, service_keys.scopes
+
+# Columns added to tables that CREATE TABLE IF NOT EXISTS leaves as they are in an older file:
+# (table, column, its definition), added by ALTER TABLE when missing.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("service_keys", "tenant", "TEXT"),
+    ("service_keys", "scopes", "TEXT NOT NULL DEFAULT '[]'"),
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -25,6 +32,8 @@ CREATE TABLE IF NOT EXISTS service_keys (
     state            TEXT NOT NULL,
     encrypted_secret TEXT,
     public_key       TEXT,
+    tenant           TEXT,
+    scopes           TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (service_id, key_id)
 ) WITHOUT ROWID;
 

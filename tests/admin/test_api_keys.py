@@ -72,6 +72,25 @@ BAD_KEYS = [
 ]
 
 
+async def test_a_keys_tenant_and_scopes_are_kept_through_rotation_unless_replaced(api: AdminApi) -> None:
+    status, body = await api.call(
+        "addServiceKey",
+        json={"service": "billing", "key_id": "k1", "secret": SECRET, "tenant": "acme", "scopes": ["b:w", "a:r"]},
+    )
+    assert status == 201
+    assert body["key"]["tenant"] == "acme" and body["key"]["scopes"] == ["a:r", "b:w"]
+    status, body = await api.call("rotateServiceKey", service="billing", json={})
+    assert status == 201
+    assert body["key"]["tenant"] == "acme" and body["key"]["scopes"] == ["a:r", "b:w"]  # the old key's
+    status, body = await api.call("rotateServiceKey", service="billing", json={"scopes": [], "tenant": "other"})
+    assert status == 201
+    assert body["key"]["tenant"] == "other" and body["key"]["scopes"] == []
+    status, problem = await api.call("addServiceKey", json={"service": "billing", "scopes": ["ok", 3]})
+    assert status == 400 and problem["detail"].startswith("scopes[1]")
+    status, problem = await api.call("addServiceKey", json={"service": "billing", "tenant": "no spaces"})
+    assert status == 400 and problem["detail"].startswith("tenant")
+
+
 @pytest.mark.parametrize(("body", "detail"), BAD_KEYS, ids=[str(i) for i in range(len(BAD_KEYS))])
 async def test_bad_keys_are_refused_without_echoing_secrets(
     api: AdminApi, runtime: Runtime, body: dict[str, str], detail: str

@@ -144,17 +144,48 @@ def test_add_list_rotate_retire(gateway: Gateway, tmp_path: Path) -> None:
     assert json.loads(retired.out)["keys"][0]["state"] == "retired"
 
 
+def test_a_keys_tenant_and_scopes_are_registered_and_kept_by_rotation(gateway: Gateway) -> None:
+    generated = gateway(
+        "keys", "generate", "--service", "billing", "--register", "--tenant", "acme", "--scope", "orders:write"
+    )
+    assert generated.code == 0, generated.err
+    rotated = gateway("keys", "rotate", "--service", "billing", "--json")
+    assert rotated.code == 0, rotated.err
+    assert json.loads(rotated.out)["key"]["scopes"] == ["orders:write"]  # the old key's
+    rotated = gateway("keys", "rotate", "--service", "billing", "--scope", "a:read", "--json")
+    assert json.loads(rotated.out)["key"]["scopes"] == ["a:read"]
+    keys = gateway.inspect(lambda store: store.list_service_keys("billing"))
+    assert [(key.tenant, sorted(key.scopes)) for key in keys] == [
+        ("acme", ["orders:write"]),
+        ("acme", ["orders:write"]),
+        ("acme", ["a:read"]),
+    ]
+    listed = gateway("keys", "list")
+    assert "orders:write" in listed.out and "acme" in listed.out
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
         (["keys", "generate", "--service", "bad service"], 2, "--service: a service id is"),
+        (["keys", "generate", "--service", "b", "--scope", "a:read"], 2, "--tenant and --scope are stored"),
+        (["keys", "generate", "--service", "b", "--register", "--tenant", "a b"], 2, "--tenant: "),
         (["keys", "generate", "--service", "b", "--lifetime", "forever"], 2, "--lifetime: not a duration"),
         (["keys", "generate", "--service", "b", "--key-file", "/tmp/x"], 2, "--key-file needs --env-file"),
         (["keys", "rotate", "--service", "nobody"], 1, "has no usable key to rotate"),
         (["keys", "retire", "--service", "billing", "--key-id", "nope"], 1, "has no key 'nope'"),
         (["keys", "rotate", "--service", "billing", "--grace", "100d"], 2, "--grace: a grace period is at most 90d"),
     ],
-    ids=["bad-service", "bad-lifetime", "key-file-alone", "rotate-unknown", "retire-unknown", "long-grace"],
+    ids=[
+        "bad-service",
+        "scope-unregistered",
+        "bad-tenant",
+        "bad-lifetime",
+        "key-file-alone",
+        "rotate-unknown",
+        "retire-unknown",
+        "long-grace",
+    ],
 )
 def test_bad_input(gateway: Gateway, args: list[str], code: int, message: str) -> None:
     result = gateway(*args)

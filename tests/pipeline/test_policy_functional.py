@@ -318,6 +318,33 @@ async def test_legacy_replay_protection_accepts_a_signature_once(make_gateway: G
     assert again.status == 401 and (await problem(again))["code"] == "hmac.replay"
 
 
+async def test_signed_services_get_their_keys_tenant_and_scopes(make_gateway: GatewayFactory, kek: Path) -> None:
+    client = await make_gateway(
+        routes=[api_route(auth=["hmac_legacy", "rfc9421"], required_scopes={"POST": ["orders:write"]})],
+        credentials={"kek_file": str(kek)},
+    )
+    await add_hmac_key(client, kek, service="billing", key_id="k1", tenant="acme", scopes=("orders:write", "a:read"))
+    await add_hmac_key(client, kek, service="reports", key_id="k2")  # no scopes, no tenant
+
+    data = await echo(await client.post("/api/orders", headers=legacy_headers("billing", "POST", "/api/orders")))
+    assert context_of(data)["X-Tenant-Id"] == ["acme"]
+    assert context_of(data)["X-Auth-Scopes"] == ["a:read orders:write"]
+    url = str(client.make_url("/api/orders"))
+    data = await echo(await send_exact(client, "POST", "/api/orders", library_signed("POST", url, None, key_id="k1")))
+    assert context_of(data)["X-Auth-Method"] == ["rfc9421"]
+    assert context_of(data)["X-Auth-Scopes"] == ["a:read orders:write"]
+
+    # A service whose key lacks the scope is authenticated, then refused: 403 for both schemes.
+    response = await client.post("/api/orders", headers=legacy_headers("reports", "POST", "/api/orders"))
+    assert response.status == 403
+    assert (await problem(response))["code"] == "scope.insufficient"
+    response = await send_exact(client, "POST", "/api/orders", library_signed("POST", url, None, key_id="k2"))
+    assert response.status == 403
+    data = await echo(await client.get("/api/orders", headers=legacy_headers("reports", "GET", "/api/orders")))
+    assert context_of(data)["X-Tenant-Id"] == []  # reads need no scope; no tenant registered, none sent
+    assert context_of(data)["X-User-Id"] == ["service:reports"]
+
+
 # -- RFC 9421 -----------------------------------------------------------------------------------
 
 

@@ -40,6 +40,20 @@ async def test_ed25519_key_keeps_only_the_public_key(store: Store) -> None:
     assert found.encrypted_secret is None
 
 
+async def test_a_keys_tenant_and_scopes_read_back(store: Store) -> None:
+    key = ServiceKey.new_hmac(
+        "billing", generate_service_secret(), BOX, key_id="k1", now=NOW, tenant="acme", scopes=["b:write", "a:read"]
+    )
+    await store.add_service_key(key)
+    await store.add_service_key(hmac_key("billing", "k2"))
+
+    assert await store.get_service_key("billing", "k1") == key
+    assert [(k.tenant, k.scopes) for k in await store.list_service_keys("billing")] == [
+        ("acme", frozenset({"a:read", "b:write"})),
+        (None, frozenset()),
+    ]
+
+
 async def test_duplicate_key_id_within_a_service_is_a_conflict(store: Store) -> None:
     await store.add_service_key(hmac_key("billing", "k1"))
     with pytest.raises(Conflict):

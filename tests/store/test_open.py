@@ -124,6 +124,60 @@ async def test_a_store_reopened_keeps_its_data(tmp_path: Path) -> None:
         await second.close()
 
 
+# service_keys as schema version 2 wrote it (before tenant and scopes).
+_SERVICE_KEYS_V2 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE service_keys (
+    service_id TEXT NOT NULL, key_id TEXT NOT NULL, algorithm TEXT NOT NULL, created INTEGER NOT NULL,
+    not_before INTEGER NOT NULL, expires INTEGER, state TEXT NOT NULL, encrypted_secret TEXT, public_key TEXT,
+    PRIMARY KEY (service_id, key_id)
+) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema_version', '2');
+"""
+
+
+async def test_an_older_sqlite_file_gains_the_new_columns_and_keeps_its_keys(tmp_path: Path) -> None:
+    from gateway.credentials import ServiceKey, generate_service_secret
+    from gateway.store.codec import to_row
+    from tests.store.records import BOX
+
+    path = tmp_path / "gateway.db"
+    old = ServiceKey.new_hmac("billing", generate_service_secret(), BOX, key_id="k1")
+    row = {name: value for name, value in to_row(old).items() if name not in ("tenant", "scopes")}
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_SERVICE_KEYS_V2)
+        insert = f"INSERT INTO service_keys ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"  # noqa: S608
+        conn.execute(insert, list(row.values()))
+    conn.close()
+
+    store = await open_store(f"sqlite:///{path}")
+    try:
+        assert await store.get_service_key("billing", "k1") == old  # no tenant, no scopes
+        granted = ServiceKey.new_hmac("billing", generate_service_secret(), BOX, key_id="k2", scopes=["a:read"])
+        await store.add_service_key(granted)
+        assert await store.get_service_key("billing", "k2") == granted
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    conn.close()
+
+
+def test_a_service_key_stored_before_tenant_and_scopes_reads_without_them() -> None:
+    import json
+
+    from gateway.credentials import ServiceKey, generate_service_secret
+    from gateway.store.codec import from_json, to_row
+    from tests.store.records import BOX
+
+    key = ServiceKey.new_hmac("billing", generate_service_secret(), BOX, key_id="k1")
+    row = {name: value for name, value in to_row(key).items() if name not in ("tenant", "scopes")}
+    assert from_json(ServiceKey, json.dumps(row)) == key  # as Redis holds a key written before them
+    del row["state"]
+    with pytest.raises(ValueError, match="lacks 'state'"):  # any other missing field is still an error
+        from_json(ServiceKey, json.dumps(row))
+
+
 async def test_unreachable_redis_at_start_up_is_a_clear_error_without_the_password() -> None:
     port = free_port()
     started = time.monotonic()

@@ -8,6 +8,7 @@ from gateway.admin.api.schema import (
     DURATION,
     GRACE,
     STRING,
+    STRINGS,
     TIME,
     Body,
     Call,
@@ -21,6 +22,7 @@ from gateway.admin.api.schema import (
 from gateway.admin.views import service_key_view
 from gateway.credentials.keys import KeyAlgorithm, generate_service_secret, parse_key_id, parse_service_id
 from gateway.credentials.models import DEFAULT_KEY_LIFETIME
+from gateway.credentials.validation import parse_name, parse_scopes
 
 KEY = ref("ServiceKey")
 KEY_LIST = {"type": "object", "properties": {"keys": {"type": "array", "items": KEY}}, "required": ["keys"]}
@@ -39,6 +41,8 @@ DEFAULT_GRACE = timedelta(hours=24)
 _SECRET_IN = Field("secret", STRING, "HMAC secret to register: at least 64 hex characters (omit to generate one)")
 _PUBLIC_KEY = Field("public_key", STRING, "Ed25519 public key: PEM, base64 or 64 hex characters")
 _LIFETIME = Field("lifetime", DURATION, "validity from not_before (default 90d)")
+_TENANT = Field("tenant", STRING, "tenant its signatures authenticate as", check=lambda v: parse_name(v, "tenant"))
+_SCOPES = Field("scopes", STRINGS, "scopes its signatures are granted, such as orders:read", check=parse_scopes)
 
 
 def _lifetime(value: timedelta | None) -> timedelta:
@@ -69,6 +73,8 @@ async def add_key(call: Call) -> Reply:
         key_id=body["key_id"],
         lifetime=_lifetime(body["lifetime"]),
         not_before=body["not_before"],
+        tenant=body["tenant"],
+        scopes=body["scopes"] or (),
     )
     return Reply(201, {"key": service_key_view(key, call.now()), "secret": generated})
 
@@ -87,6 +93,8 @@ async def rotate_key(call: Call) -> Reply:
         secret=body["secret"],
         public_key=body["public_key"],
         lifetime=_lifetime(body["lifetime"]),
+        tenant=body["tenant"],
+        scopes=body["scopes"],
     )
     now = call.now()
     return Reply(201, {"key": service_key_view(new, now), "previous": service_key_view(old, now), "secret": secret})
@@ -129,6 +137,8 @@ OPERATIONS = (
                 _PUBLIC_KEY,
                 _LIFETIME,
                 Field("not_before", TIME, "not valid before this time (default: now)"),
+                _TENANT,
+                _SCOPES,
             )
         ),
     ),
@@ -150,6 +160,8 @@ OPERATIONS = (
                 _SECRET_IN,
                 _PUBLIC_KEY,
                 _LIFETIME,
+                Field("tenant", STRING, "default: the old key's", check=lambda v: parse_name(v, "tenant")),
+                Field("scopes", STRINGS, "default: the old key's", check=parse_scopes),
             )
         ),
     ),
