@@ -24,7 +24,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -114,6 +114,28 @@ class ForwardRequest(aiohttp.ClientRequest):
         self.headers.extend(headers)
 
 
+def forwarding_session(**options: Any) -> aiohttp.ClientSession:
+    """A client session for upstream requests (:class:`ForwardRequest`) that takes the headers the gateway
+    built as they are.
+
+    ``ClientSession.request`` first merges its default headers into a new ``CIMultiDict``, one Python step
+    per header (``_prepare_headers``, about 3 % of a proxied request). A session without default headers
+    given a ``CIMultiDict`` makes an equal copy of it: here it hands that very object on instead, which the
+    gateway built for this one request (:meth:`Gateway._upstream_headers`) and never touches again, and
+    which ``ForwardRequest`` copies in C. Any other input keeps aiohttp's path; an aiohttp without
+    ``_prepare_headers`` simply never calls the replacement.
+    """
+    session = aiohttp.ClientSession(**options, request_class=ForwardRequest)
+    if not session.headers:
+        merge = session._prepare_headers
+
+        def prepare(headers: LooseHeaders | None) -> CIMultiDict[str]:
+            return headers if type(headers) is CIMultiDict else merge(headers)
+
+        session._prepare_headers = prepare  # type: ignore[method-assign]
+    return session
+
+
 class Gateway:
     """Holds what the data plane reads per request. Built once from Settings."""
 
@@ -197,13 +219,12 @@ class Gateway:
                 keepalive_timeout=pool.keepalive_timeout,
                 ttl_dns_cache=60,
             )
-            self.sessions[route.origin] = aiohttp.ClientSession(
+            self.sessions[route.origin] = forwarding_session(
                 connector=connector,
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
                 trust_env=False,
-                request_class=ForwardRequest,
             )
 
     async def close_sessions(self) -> None:
