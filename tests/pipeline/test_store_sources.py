@@ -212,3 +212,29 @@ async def test_repeated_service_key_peeks_still_refresh_the_cache_at_half_its_tt
     finally:
         await cache.close()
         await store.close()
+
+
+async def test_repeated_token_peeks_count_every_hit_and_use_and_still_refresh_at_half_the_ttl() -> None:
+    store = await open_store("memory://")
+    moment = [0.0]
+    cache = CredentialCache(store, ttl=60, clock=lambda: moment[0])
+    try:
+        await cache.start()
+        _, record = ServiceToken.issue(name="ci-deploy", owner="ci")
+        await store.create_token(record)
+        usage = UsageRecorder(store)
+        tokens = StoreTokens(cache, usage)
+        found = await tokens.lookup(record.token_hash)
+        hits = cache.stats.hits
+        for _ in range(3):
+            assert tokens.peek(record.token_hash) is found
+        assert cache.stats.hits == hits + 3 and cache.stats.refreshes == 0
+        moment[0] = 31.0  # past half the ttl: the next peek starts the background refresh, as a lookup would
+        assert tokens.peek(record.token_hash) is found
+        assert cache.stats.refreshes == 1
+        await usage.flush()
+        stored = await store.get_token(record.token_hash)
+        assert stored is not None and stored.usage_count == 5  # the lookup and every peek
+    finally:
+        await cache.close()
+        await store.close()
