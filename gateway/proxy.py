@@ -274,12 +274,14 @@ class Gateway:
                     return response
             if route.settings.websocket and _is_websocket_upgrade(headers):
                 status = 101
+                principal = outcome.principal if outcome is not None else None
                 return await proxy_websocket(
                     self,
                     request,
                     route,
                     self._upstream_headers(request, route, peer, trusted_peer, request_id, url, outcome, True),
                     URL(url, encoded=True),
+                    principal.expires_at if principal is not None else None,
                 )
             upstream_headers = self._upstream_headers(request, route, peer, trusted_peer, request_id, url, outcome)
             data: AsyncIterator[bytes] | bytes | None = None

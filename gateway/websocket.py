@@ -2,13 +2,16 @@
 
 The upstream's handshake decides the subprotocol (the client's offer is passed
 on, the upstream's choice is answered to the client). A close from either side
-is passed to the other with the same code.
+is passed to the other with the same code. A connection opened with a credential
+that expires (a JWT's ``exp``, a token's or key's expiry) is closed by the gateway
+when it does: 1008 (policy violation) to the client, 1001 (going away) upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -81,9 +84,25 @@ async def _pipe(source: WebSocket, target: WebSocket, link: _Link) -> None:
     await source.close(code=code)
 
 
+async def _expire(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, link: _Link) -> None:
+    """The credential the connection was opened with has expired: close both sides."""
+    if link.closing:
+        return
+    link.closing = True
+    log.info("websocket closed: its credential expired")
+    await client.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=b"credential expired")
+    await upstream.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+
+
 async def proxy_websocket(
-    gateway: Gateway, request: web.Request, route: Route, headers: CIMultiDict[str], url: URL
+    gateway: Gateway,
+    request: web.Request,
+    route: Route,
+    headers: CIMultiDict[str],
+    url: URL,
+    expires_at: float | None = None,
 ) -> web.WebSocketResponse:
+    """Proxy one WebSocket; ``expires_at`` (Unix seconds): when the credential it was opened with expires."""
     session = gateway.sessions[route.origin]
     try:
         upstream = await session.ws_connect(
@@ -110,12 +129,24 @@ async def proxy_websocket(
         autoping=True,
         max_msg_size=4 * 1024 * 1024,
     )
+    expiry: asyncio.TimerHandle | None = None
+    closing: set[asyncio.Task[None]] = set()
     try:
         await client.prepare(request)
         gateway.websockets.add(client)
         link = _Link()
+        if expires_at is not None:
+
+            def expire() -> None:
+                task = asyncio.ensure_future(_expire(client, upstream, link))
+                closing.add(task)  # held until done: the loop keeps only a weak reference
+                task.add_done_callback(closing.discard)
+
+            expiry = asyncio.get_running_loop().call_later(max(0.0, expires_at - time.time()), expire)
         await asyncio.gather(_pipe(client, upstream, link), _pipe(upstream, client, link))
     finally:
+        if expiry is not None:
+            expiry.cancel()
         if not upstream.closed:
             await upstream.close()
         if not client.closed:

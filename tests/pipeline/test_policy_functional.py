@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -746,6 +746,21 @@ async def test_websocket_upgrade_goes_through_the_policy(make_gateway: GatewayFa
     with pytest.raises(aiohttp.WSServerHandshakeError) as bad_origin:
         await client.ws_connect("/api/ws", headers={"Authorization": f"Bearer {token}", "Origin": "https://evil.net"})
     assert bad_origin.value.status == 403
+
+
+async def test_a_websocket_is_closed_when_its_credential_expires(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway(routes=[dict(CORS_ROUTE)])
+    token, _ = await add_token(client, expires=datetime.now(UTC) + timedelta(seconds=1.5))
+    headers = {"Authorization": f"Bearer {token}", "Origin": "https://app.example.com"}
+    async with client.ws_connect("/api/ws", headers=headers) as ws:
+        await ws.send_str("ping")
+        assert (await ws.receive()).data == "ping"  # open while the token is valid
+        closed = await ws.receive(timeout=10)
+        assert closed.type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION and closed.extra == "credential expired"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as expired:
+        await client.ws_connect("/api/ws", headers=headers)
+    assert expired.value.status == 401
 
 
 # -- context signing ----------------------------------------------------------------------------
