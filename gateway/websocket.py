@@ -84,8 +84,12 @@ async def _pipe(source: WebSocket, target: WebSocket, link: _Link) -> None:
     await source.close(code=code)
 
 
-async def _expire(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, link: _Link) -> None:
-    """The credential the connection was opened with has expired: close both sides."""
+async def _expire(
+    expires_at: float, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, link: _Link
+) -> None:
+    """At ``expires_at`` (Unix seconds), when the credential the connection was opened with expires,
+    close both sides (unless a close is already under way)."""
+    await asyncio.sleep(max(0.0, expires_at - time.time()))
     if link.closing:
         return
     link.closing = True
@@ -129,20 +133,13 @@ async def proxy_websocket(
         autoping=True,
         max_msg_size=4 * 1024 * 1024,
     )
-    expiry: asyncio.TimerHandle | None = None
-    closing: set[asyncio.Task[None]] = set()
+    expiry: asyncio.Task[None] | None = None
     try:
         await client.prepare(request)
         gateway.websockets.add(client)
         link = _Link()
         if expires_at is not None:
-
-            def expire() -> None:
-                task = asyncio.ensure_future(_expire(client, upstream, link))
-                closing.add(task)  # held until done: the loop keeps only a weak reference
-                task.add_done_callback(closing.discard)
-
-            expiry = asyncio.get_running_loop().call_later(max(0.0, expires_at - time.time()), expire)
+            expiry = asyncio.create_task(_expire(expires_at, client, upstream, link))
         await asyncio.gather(_pipe(client, upstream, link), _pipe(upstream, client, link))
     finally:
         if expiry is not None:

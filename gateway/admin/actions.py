@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 from gateway.admin.inputs import credential_id, is_credential_id, is_full_hash
@@ -302,29 +303,13 @@ class CredentialAdmin:
             raise ValueError("give either an HMAC secret or an Ed25519 public key")
         if lifetime is not None and lifetime <= timedelta(0):
             raise ValueError("a key lifetime must be more than zero")
-        now = self.now()
         if public_key is not None:
-            return ServiceKey.new_ed25519(
-                service,
-                public_key,
-                key_id=key_id,
-                now=now,
-                not_before=not_before,
-                lifetime=lifetime,
-                tenant=tenant,
-                scopes=scopes,
-            )
-        assert secret is not None  # noqa: S101 - one of the two, checked above
-        return ServiceKey.new_hmac(
-            service,
-            secret,
-            self.secret_box,
-            key_id=key_id,
-            now=now,
-            not_before=not_before,
-            lifetime=lifetime,
-            tenant=tenant,
-            scopes=scopes,
+            new = partial(ServiceKey.new_ed25519, service, public_key)
+        else:
+            assert secret is not None  # noqa: S101 - one of the two, checked above
+            new = partial(ServiceKey.new_hmac, service, secret, self.secret_box)
+        return new(
+            key_id=key_id, now=self.now(), not_before=not_before, lifetime=lifetime, tenant=tenant, scopes=scopes
         )
 
     async def list_service_keys(self, service: str | None = None) -> list[ServiceKey]:

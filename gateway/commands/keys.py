@@ -28,7 +28,7 @@ from gateway.commands.secret_files import (
 from gateway.commands.session import Command, Session, UsageError, bind, table
 from gateway.credentials.keys import generate_key_id, generate_service_secret, parse_key_id, parse_service_id
 from gateway.credentials.models import ServiceKey
-from gateway.credentials.validation import parse_name, parse_scopes
+from gateway.credentials.validation import parse_scopes, parse_tenant
 from gateway.store import StoreError
 
 KEY_FILE_DIRECTORY = "service-keys"
@@ -59,7 +59,7 @@ def _print_keys(session: Session, keys: list[ServiceKey]) -> None:
 
 def _grants(args: argparse.Namespace) -> tuple[str | None, frozenset[str]]:
     """``--tenant`` and ``--scope``: what signatures made with the key are granted."""
-    tenant = flag("--tenant", args.tenant, lambda value: parse_name(value, "tenant"))
+    tenant = flag("--tenant", args.tenant, parse_tenant)
     return tenant, listed("--scope", args.scope, parse_scopes)
 
 

@@ -46,6 +46,7 @@ from gateway.credentials.validation import (
     parse_name,
     parse_origins,
     parse_scopes,
+    parse_tenant,
 )
 
 DEFAULT_KEY_LIFETIME = timedelta(days=90)
@@ -124,7 +125,7 @@ class ServiceKey:
             not_before=start,
             expires=None if lifetime is None else start + lifetime,
             encrypted_secret=box.encrypt(parse_service_secret(secret)),
-            tenant=None if tenant is None else parse_name(tenant, "tenant"),
+            tenant=None if tenant is None else parse_tenant(tenant),
             scopes=parse_scopes(scopes),
         )
 
@@ -153,7 +154,7 @@ class ServiceKey:
             not_before=start,
             expires=None if lifetime is None else start + lifetime,
             public_key=raw if raw is not None else parse_ed25519_public_key(public_key),
-            tenant=None if tenant is None else parse_name(tenant, "tenant"),
+            tenant=None if tenant is None else parse_tenant(tenant),
             scopes=parse_scopes(scopes),
         )
 
@@ -285,7 +286,7 @@ class ApiClient:
         return cls(
             client_id=generate_client_id(),
             name=parse_name(name),
-            tenant=parse_name(tenant, "tenant"),
+            tenant=parse_tenant(tenant),
             created=now or utcnow(),
             allowed_ips=parse_cidrs(allowed_ips),
             allowed_origins=parse_origins(allowed_origins),

@@ -36,6 +36,11 @@ def parse_name(value: object, what: str = "name") -> str:
     return value
 
 
+def parse_tenant(value: object) -> str:
+    """A tenant id: a name (:func:`parse_name`)."""
+    return parse_name(value, "tenant")
+
+
 def parse_scope(value: object) -> str:
     """One scope: ``orders:read``, ``orders.write``, ``billing:*`` or ``*``."""
     if not isinstance(value, str) or not _SCOPE.match(value):

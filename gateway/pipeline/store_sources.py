@@ -108,25 +108,28 @@ class _Windows(Generic[V]):
         self.entries[key] = (source, computed_at, until, value)
 
 
-# A peek's answer kept while nothing it came from can have changed (see _Steady).
-_SteadyEntry = tuple[int, float, float, float, float, V]
+# The peeks' answers kept (see _Steady): service keys, then tokens.
+_KeyPeek = tuple[int, float, float, float, float, V]  # epoch, cache until, index until, window from/until, answer
+_TokenPeek = tuple[int, float, TokenRecord]  # epoch, cache until, answer
+E = TypeVar("E")
 
 
-class _Steady(Generic[V]):
-    """Answers of a ``peek_*`` kept, by its argument, while nothing they were derived from can change:
-    the cache's ``epoch`` is the same and its entry not due for a refresh (``cache.clock``), the source's
-    own index is fresh (its ``clock``) and no key's start or end has come (Unix seconds).
+class _Steady(Generic[E]):
+    """Answers of a ``peek*`` kept, by its argument, while nothing they were derived from can change:
+    the cache's ``epoch`` is the same and its entry not due for a refresh (``cache.clock``, up to
+    :meth:`CredentialCache.steady_until`), and for service keys the source's own index is fresh (its
+    ``clock``) and no key's start or end has come (Unix seconds).
 
-    Hot paths read ``entries`` inline: ``(cache epoch, cache until, index until, window from, window
-    until, answer)``; a hit stands for the cache hit it replaces and counts as one.
+    Hot paths read ``entries`` inline (a call costs about as much as the check); a hit stands for the
+    cache hit it replaces and counts as one.
     """
 
     __slots__ = ("entries",)
 
     def __init__(self) -> None:
-        self.entries: dict[str, _SteadyEntry[V]] = {}
+        self.entries: dict[str, E] = {}
 
-    def put(self, key: str, entry: _SteadyEntry[V]) -> None:
+    def put(self, key: str, entry: E) -> None:
         if len(self.entries) >= MAX_DERIVED:
             self.entries.clear()
         self.entries[key] = entry
@@ -171,8 +174,8 @@ class StoreServiceKeys:
         self._derived = _Derived()
         self._usable_lists: _Windows[tuple[VerificationKey, ...]] = _Windows()  # by service id
         self._usable_keys: _Windows[VerificationKey | None] = _Windows()  # by RFC 9421 keyid
-        self._steady_lists: _Steady[tuple[VerificationKey, ...]] = _Steady()  # peek_verification_keys
-        self._steady_keys: _Steady[tuple[VerificationKey | None]] = _Steady()  # peek_key_by_id
+        self._steady_lists: _Steady[_KeyPeek[tuple[VerificationKey, ...]]] = _Steady()  # peek_verification_keys
+        self._steady_keys: _Steady[_KeyPeek[tuple[VerificationKey | None]]] = _Steady()  # peek_key_by_id
         self._index: dict[str, set[str]] | None = None
         # Bare key id -> its cache ref, for the ids of the index that name exactly one service.
         self._refs: dict[str, str] = {}
@@ -398,14 +401,12 @@ class StoreTokens:
         self.usage = usage
         # Converted again when the cache returns another record object (new or refreshed).
         self._converted = PerRecord(_token_record, limit=MAX_DERIVED)
-        # token hash -> (cache epoch, cache until, converted record): a peek's answer kept while the cache
-        # entry is the same and not due for its refresh (as StoreServiceKeys keeps its peeks).
-        self._steady: dict[str, tuple[int, float, TokenRecord]] = {}
+        self._steady: _Steady[_TokenPeek] = _Steady()  # peek, by token hash
 
     def peek(self, token_hash: str) -> TokenRecord | None:
         """What :meth:`lookup` answers when the cache holds the record; ``None``: not in memory, await it."""
         cache = self.cache
-        steady = self._steady.get(token_hash)  # checked inline: every request with a known token
+        steady = self._steady.entries.get(token_hash)  # the answer kept (_Steady), checked inline
         if steady is not None and steady[0] == cache.epoch and cache.clock() < steady[1]:
             cache.stats.hits += 1  # it stands for the cache hit it replaces
             return self._used(token_hash, steady[2])
@@ -414,9 +415,7 @@ class StoreTokens:
         if record is None:
             return None
         found = self._converted.of(record)
-        if len(self._steady) >= MAX_DERIVED:
-            self._steady.clear()
-        self._steady[token_hash] = (epoch, cache.steady_until(InvalidationKind.TOKEN, token_hash), found)
+        self._steady.put(token_hash, (epoch, cache.steady_until(InvalidationKind.TOKEN, token_hash), found))
         return self._used(token_hash, found)
 
     async def lookup(self, token_hash: str) -> TokenRecord | None:

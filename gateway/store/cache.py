@@ -121,7 +121,7 @@ class CredentialCache:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.stats = CacheStats()
-        self.clock = self._clock = clock
+        self.clock = clock
         self.epoch = 0  # changes to the entries (see the module docstring)
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self._flights: dict[CacheKey, _Flight] = {}
@@ -195,7 +195,7 @@ class CredentialCache:
             entry = self._entries.get(key)
             if entry is None or entry.value is None:
                 return None
-            age = self._clock() - entry.stored_at
+            age = self.clock() - entry.stored_at
             if age >= self.ttl:
                 return None
             self._entries.move_to_end(key)
@@ -210,7 +210,7 @@ class CredentialCache:
     async def _lookup(self, key: CacheKey, fetch: Callable[[], Awaitable[V | None]]) -> V | None:
         entry = self._entries.get(key)
         if entry is not None:
-            age = self._clock() - entry.stored_at
+            age = self.clock() - entry.stored_at
             limit = self.ttl if entry.value is not None else self.negative_ttl
             if age < limit:
                 self._entries.move_to_end(key)
@@ -260,7 +260,7 @@ class CredentialCache:
 
     def _store(self, key: CacheKey, value: object) -> None:
         self.epoch += 1
-        self._entries[key] = _Entry(value, self._clock())
+        self._entries[key] = _Entry(value, self.clock())
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

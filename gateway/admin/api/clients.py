@@ -20,7 +20,14 @@ from gateway.admin.api.schema import (
 )
 from gateway.admin.inputs import expiry
 from gateway.admin.views import api_key_view, client_view
-from gateway.credentials.validation import parse_cidrs, parse_name, parse_origins, parse_reason, parse_scopes
+from gateway.credentials.validation import (
+    parse_cidrs,
+    parse_name,
+    parse_origins,
+    parse_reason,
+    parse_scopes,
+    parse_tenant,
+)
 
 CLIENT = ref("ApiClient")
 CLIENT_WITH_KEYS = ref("ApiClientWithKeys")
@@ -143,7 +150,7 @@ OPERATIONS = (
         body=Body(
             (
                 Field("name", STRING, "unique client name", required=True, check=parse_name),
-                Field("tenant", STRING, "tenant id", required=True, check=lambda v: parse_name(v, "tenant")),
+                Field("tenant", STRING, "tenant id", required=True, check=parse_tenant),
                 _ALLOWED_IPS,
                 _ALLOWED_ORIGINS,
                 _SCOPES,

@@ -22,7 +22,7 @@ from gateway.admin.api.schema import (
 from gateway.admin.views import service_key_view
 from gateway.credentials.keys import KeyAlgorithm, generate_service_secret, parse_key_id, parse_service_id
 from gateway.credentials.models import DEFAULT_KEY_LIFETIME
-from gateway.credentials.validation import parse_name, parse_scopes
+from gateway.credentials.validation import parse_scopes, parse_tenant
 
 KEY = ref("ServiceKey")
 KEY_LIST = {"type": "object", "properties": {"keys": {"type": "array", "items": KEY}}, "required": ["keys"]}
@@ -41,7 +41,7 @@ DEFAULT_GRACE = timedelta(hours=24)
 _SECRET_IN = Field("secret", STRING, "HMAC secret to register: at least 64 hex characters (omit to generate one)")
 _PUBLIC_KEY = Field("public_key", STRING, "Ed25519 public key: PEM, base64 or 64 hex characters")
 _LIFETIME = Field("lifetime", DURATION, "validity from not_before (default 90d)")
-_TENANT = Field("tenant", STRING, "tenant its signatures authenticate as", check=lambda v: parse_name(v, "tenant"))
+_TENANT = Field("tenant", STRING, "tenant its signatures authenticate as", check=parse_tenant)
 _SCOPES = Field("scopes", STRINGS, "scopes its signatures are granted, such as orders:read", check=parse_scopes)
 
 
@@ -160,7 +160,7 @@ OPERATIONS = (
                 _SECRET_IN,
                 _PUBLIC_KEY,
                 _LIFETIME,
-                Field("tenant", STRING, "default: the old key's", check=lambda v: parse_name(v, "tenant")),
+                Field("tenant", STRING, "default: the old key's", check=parse_tenant),
                 Field("scopes", STRINGS, "default: the old key's", check=parse_scopes),
             )
         ),
