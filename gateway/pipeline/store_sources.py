@@ -430,11 +430,18 @@ class StoreTokens:
 
     def _used(self, token_hash: str, found: TokenRecord) -> TokenRecord:
         """``found``, its use counted when it is usable now."""
-        if self.usage is not None:
+        usage = self.usage
+        if usage is not None:
             # record.usable_at(now), from the converted record: no datetime per request.
             now = time.time()
             if not found.revoked and (found.expires_at is None or now < found.expires_at):
-                self.usage.count_token(token_hash, now)
+                counted = usage.pending_tokens.get(token_hash)
+                if counted is None:
+                    usage.count_token(token_hash, now)
+                else:  # UsageRecorder.count_token, inline: every token request
+                    counted.count += 1
+                    if now > counted.last_used:
+                        counted.last_used = now
         return found
 
 

@@ -101,7 +101,7 @@ _PARAMETER = re.compile(
 SIGNATURE_INPUT: Final = istr("Signature-Input")
 SIGNATURE: Final = istr("Signature")
 MAX_SHAPES: Final = 1024  # distinct label + component lists remembered (clients sign alike)
-MAX_PARAMETER_TEXTS: Final = 1024  # parameter texts remembered (one per key and second, without a nonce)
+MAX_INPUT_TEXTS: Final = 1024  # Signature-Input texts remembered (one per key and second, without a nonce)
 
 
 def common_head(head: str) -> tuple[str, tuple[str, ...]] | None:
@@ -238,7 +238,7 @@ class HttpSignatureAuthenticator:
         self.clock = clock
         self._public_keys: dict[bytes, Ed25519PublicKey] = {}
         self._shapes: dict[str, _Shape] = {}  # by the text before a common-shape Signature-Input's ')'
-        self._parameters: dict[str, _Parameters] = {}  # by the text after it (see _parameters_of)
+        self._inputs: dict[str, tuple[_Shape, _Parameters]] = {}  # by the whole common-shape Signature-Input
         self._uses = ServiceKeyUses(AuthMethod.HTTP_SIGNATURE)
 
     def _fail(self, reason: str, log_detail: str) -> AuthError:
@@ -330,19 +330,15 @@ class HttpSignatureAuthenticator:
             signature_input, signature_text = inputs[0], signatures[0]
             if len(signature_input) + len(signature_text) > MAX_FIELD_BYTES:
                 raise self._fail("httpsig.malformed", "signature fields too large")
-            head, sep, params_text = signature_input.partition(")")  # component names hold no ')'
-            shape = self._shapes.get(head) if sep else None
-            if shape is None and sep:
-                shape = self._shape(head)
-            if shape is not None:
-                # The same text again (a key's requests within one second, without a nonce): parsed once.
-                params = self._parameters.get(params_text)
-                if params is None:
-                    params = self._parameters_of(params_text)
-                if params is not None:
-                    signature = common_signature(signature_text, shape.signature_prefix)
-                    if signature is not None:
-                        return shape.label, shape.coverage, shape.covered, params, signature
+            # The same text again (a key's requests within one second, without a nonce): parsed once.
+            known = self._inputs.get(signature_input)
+            if known is None:
+                known = self._input_of(signature_input)
+            if known is not None:
+                shape, params = known
+                signature = common_signature(signature_text, shape.signature_prefix)
+                if signature is not None:
+                    return shape.label, shape.coverage, shape.covered, params, signature
         input_text = ", ".join(inputs)
         signature_text = ", ".join(signatures)
         if len(input_text) + len(signature_text) > MAX_FIELD_BYTES:
@@ -366,17 +362,25 @@ class HttpSignatureAuthenticator:
             return label, coverage, covered, self._derive(params, serialize_parameters(params)), signature[0]
         return None
 
-    def _parameters_of(self, text: str) -> _Parameters | None:
-        """The common-shape parameter ``text`` parsed, when it names a keyid and this gateway's tag;
-        remembered (nothing changes it: it is read only); else ``None``."""
-        params = common_parameters(text)
+    def _input_of(self, signature_input: str) -> tuple[_Shape, _Parameters] | None:
+        """A common-shape Signature-Input taken apart, when its parameters name a keyid and this gateway's
+        tag; remembered (nothing changes it: it is read only); else ``None`` (the general path)."""
+        head, sep, params_text = signature_input.partition(")")  # component names hold no ')'
+        if not sep:
+            return None
+        shape = self._shapes.get(head)
+        if shape is None:
+            shape = self._shape(head)
+            if shape is None:
+                return None
+        params = common_parameters(params_text)
         if params is None or "keyid" not in params or (self.tag is not None and params.get("tag") != self.tag):
             return None
-        derived = self._derive(params, text)
-        if len(self._parameters) >= MAX_PARAMETER_TEXTS:
-            self._parameters.clear()
-        self._parameters[text] = derived
-        return derived
+        known = (shape, self._derive(params, params_text))
+        if len(self._inputs) >= MAX_INPUT_TEXTS:
+            self._inputs.clear()
+        self._inputs[signature_input] = known
+        return known
 
     def _derive(self, params: dict[str, Any], text: str) -> _Parameters:
         """What the checks read of checked ``params`` (keyid present, every value of its type)."""
