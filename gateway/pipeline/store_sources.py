@@ -435,13 +435,7 @@ class StoreTokens:
             # record.usable_at(now), from the converted record: no datetime per request.
             now = time.time()
             if not found.revoked and (found.expires_at is None or now < found.expires_at):
-                counted = usage.pending_tokens.get(token_hash)
-                if counted is None:
-                    usage.count_token(token_hash, now)
-                else:  # UsageRecorder.count_token, inline: every token request
-                    counted.count += 1
-                    if now > counted.last_used:
-                        counted.last_used = now
+                usage.count_token(token_hash, now)
         return found
 
 

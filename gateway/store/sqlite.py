@@ -89,9 +89,11 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
 
 def _add_columns(conn: sqlite3.Connection) -> None:
     """Add the columns a file of an older schema lacks (:data:`ADDED_COLUMNS`)."""
+    present: dict[str, set[str]] = {}  # table -> its columns, read once per table
     for table, column, definition in ADDED_COLUMNS:
-        present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column not in present:
+        if table not in present:
+            present[table] = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present[table]:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")  # names: sqlite_schema
 
 

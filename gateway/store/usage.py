@@ -2,8 +2,7 @@
 
 The data plane calls :meth:`UsageRecorder.token_used` / :meth:`api_key_used`
 (or, on the hot path, :meth:`count_token` / :meth:`count_api_key` with a Unix
-timestamp; a token already counted since the last flush is counted in place in
-:attr:`UsageRecorder.pending_tokens`): a dictionary update, no I/O. Every ``interval`` seconds the counts
+timestamp): a dictionary update, no I/O. Every ``interval`` seconds the counts
 are written in one batch (:meth:`Store.record_usage`); a failed write puts them
 back to be retried with the next batch, so counts are late rather than lost. The
 buffer is bounded by distinct credentials; beyond that, new credentials are
@@ -32,7 +31,7 @@ DEFAULT_INTERVAL = 10.0
 DEFAULT_MAX_PENDING = 100_000
 
 
-class PendingCount:
+class _Count:
     """One credential's pending usage: updated in place, no object made per request."""
 
     __slots__ = ("count", "last_used")
@@ -42,17 +41,17 @@ class PendingCount:
         self.last_used = last_used  # Unix seconds
 
 
-def _merge(into: dict[str, PendingCount], ident: str, count: int, last_used: float) -> None:
+def _merge(into: dict[str, _Count], ident: str, count: int, last_used: float) -> None:
     previous = into.get(ident)
     if previous is None:
-        into[ident] = PendingCount(count, last_used)
+        into[ident] = _Count(count, last_used)
     else:
         previous.count += count
         if last_used > previous.last_used:
             previous.last_used = last_used
 
 
-def _as_usage(pending: dict[str, PendingCount]) -> dict[str, Usage]:
+def _as_usage(pending: dict[str, _Count]) -> dict[str, Usage]:
     return {ident: (c.count, datetime.fromtimestamp(c.last_used, UTC)) for ident, c in pending.items()}
 
 
@@ -72,44 +71,42 @@ class UsageRecorder:
         self.max_pending = max_pending
         self.dropped = 0
         self._clock = clock
-        # Token hash -> its pending count. StoreTokens updates a count already here in place (the
-        # per-request path, without a call); a new one goes through count_token (bounded).
-        self.pending_tokens: dict[str, PendingCount] = {}
-        self._api_keys: dict[str, PendingCount] = {}
+        self._tokens: dict[str, _Count] = {}
+        self._api_keys: dict[str, _Count] = {}
         self._task: asyncio.Task[None] | None = None
 
     def token_used(self, token_hash: str, at: datetime | None = None) -> None:
-        self._count(self.pending_tokens, token_hash, (at or self._clock()).timestamp())
+        self._count(self._tokens, token_hash, (at or self._clock()).timestamp())
 
     def api_key_used(self, key_hash: str, at: datetime | None = None) -> None:
         self._count(self._api_keys, key_hash, (at or self._clock()).timestamp())
 
     def count_token(self, token_hash: str, at: float) -> None:
         """:meth:`token_used` at ``at`` (Unix seconds, e.g. ``time.time()``): the per-request path."""
-        self._count(self.pending_tokens, token_hash, at)
+        self._count(self._tokens, token_hash, at)
 
     def count_api_key(self, key_hash: str, at: float) -> None:
         """:meth:`api_key_used` at ``at`` (Unix seconds)."""
         self._count(self._api_keys, key_hash, at)
 
-    def _count(self, pending: dict[str, PendingCount], ident: str, at: float) -> None:
+    def _count(self, pending: dict[str, _Count], ident: str, at: float) -> None:
         found = pending.get(ident)
         if found is not None:
             found.count += 1
             if at > found.last_used:
                 found.last_used = at
-        elif len(self.pending_tokens) + len(self._api_keys) >= self.max_pending:
+        elif len(self._tokens) + len(self._api_keys) >= self.max_pending:
             self.dropped += 1
         else:
-            pending[ident] = PendingCount(1, at)
+            pending[ident] = _Count(1, at)
 
     @property
     def pending(self) -> int:
-        return len(self.pending_tokens) + len(self._api_keys)
+        return len(self._tokens) + len(self._api_keys)
 
     async def flush(self) -> None:
         """Write what has been counted so far; on failure keep it for the next flush and re-raise."""
-        tokens, self.pending_tokens = self.pending_tokens, {}
+        tokens, self._tokens = self._tokens, {}
         api_keys, self._api_keys = self._api_keys, {}
         try:
             if tokens:
@@ -119,7 +116,7 @@ class UsageRecorder:
                 await self.store.record_api_key_usage(_as_usage(api_keys))
         except BaseException:
             for ident, count in tokens.items():
-                _merge(self.pending_tokens, ident, count.count, count.last_used)
+                _merge(self._tokens, ident, count.count, count.last_used)
             for ident, count in api_keys.items():
                 _merge(self._api_keys, ident, count.count, count.last_used)
             raise

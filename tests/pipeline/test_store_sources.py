@@ -33,6 +33,32 @@ async def cache() -> AsyncIterator[CredentialCache]:
     await store.close()
 
 
+class Clock:
+    """A settable clock (seconds) for a cache and a source whose time the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def clocked_cache(clock: Clock) -> AsyncIterator[CredentialCache]:
+    """A cache (ttl 60 s) on ``clock``: refreshes and expiry happen when the test says."""
+    store = await open_store("memory://")
+    credentials = CredentialCache(store, ttl=60, clock=clock)
+    await credentials.start()
+    yield credentials
+    await credentials.close()
+    await store.close()
+
+
 async def test_a_key_starts_to_verify_at_its_not_before(cache: CredentialCache) -> None:
     now = datetime.now(UTC)
     await cache.store.add_service_key(
@@ -191,50 +217,40 @@ async def test_repeated_service_key_peeks_count_every_hit_and_end_at_a_keys_expi
     assert keys.peek_key_by_id("billing/k-old") == (None,)
 
 
-async def test_repeated_service_key_peeks_still_refresh_the_cache_at_half_its_ttl() -> None:
-    store = await open_store("memory://")
-    moment = [0.0]
-    cache = CredentialCache(store, ttl=60, clock=lambda: moment[0])
-    try:
-        await cache.start()
-        await store.add_service_key(ServiceKey.new_hmac("billing", SECRET, BOX, key_id="k1"))
-        keys = StoreServiceKeys(cache, BOX, clock=lambda: moment[0])
-        listed = await keys.verification_keys("billing")
-        assert await keys.key_by_id("k1") is not None
-        assert keys.peek_verification_keys("billing") is listed and keys.peek_key_by_id("k1") is not None
-        assert cache.stats.refreshes == 0
-        moment[0] = 31.0  # past half the ttl: the next peeks start a background refresh, as a lookup would
-        assert keys.peek_verification_keys("billing") is listed
-        assert keys.peek_key_by_id("k1") is not None
-        assert cache.stats.refreshes == 2
-        moment[0] = 61.0  # the key-id index is stale too now: the bare id takes the awaited path again
-        assert keys.peek_key_by_id("k1") is None
-    finally:
-        await cache.close()
-        await store.close()
+async def test_repeated_service_key_peeks_still_refresh_the_cache_at_half_its_ttl(
+    clocked_cache: CredentialCache, clock: Clock
+) -> None:
+    cache = clocked_cache
+    await cache.store.add_service_key(ServiceKey.new_hmac("billing", SECRET, BOX, key_id="k1"))
+    keys = StoreServiceKeys(cache, BOX, clock=clock)
+    listed = await keys.verification_keys("billing")
+    assert await keys.key_by_id("k1") is not None
+    assert keys.peek_verification_keys("billing") is listed and keys.peek_key_by_id("k1") is not None
+    assert cache.stats.refreshes == 0
+    clock.now = 31.0  # past half the ttl: the next peeks start a background refresh, as a lookup would
+    assert keys.peek_verification_keys("billing") is listed
+    assert keys.peek_key_by_id("k1") is not None
+    assert cache.stats.refreshes == 2
+    clock.now = 61.0  # the key-id index is stale too now: the bare id takes the awaited path again
+    assert keys.peek_key_by_id("k1") is None
 
 
-async def test_repeated_token_peeks_count_every_hit_and_use_and_still_refresh_at_half_the_ttl() -> None:
-    store = await open_store("memory://")
-    moment = [0.0]
-    cache = CredentialCache(store, ttl=60, clock=lambda: moment[0])
-    try:
-        await cache.start()
-        _, record = ServiceToken.issue(name="ci-deploy", owner="ci")
-        await store.create_token(record)
-        usage = UsageRecorder(store)
-        tokens = StoreTokens(cache, usage)
-        found = await tokens.lookup(record.token_hash)
-        hits = cache.stats.hits
-        for _ in range(3):
-            assert tokens.peek(record.token_hash) is found
-        assert cache.stats.hits == hits + 3 and cache.stats.refreshes == 0
-        moment[0] = 31.0  # past half the ttl: the next peek starts the background refresh, as a lookup would
+async def test_repeated_token_peeks_count_every_hit_and_use_and_still_refresh_at_half_the_ttl(
+    clocked_cache: CredentialCache, clock: Clock
+) -> None:
+    cache, store = clocked_cache, clocked_cache.store
+    _, record = ServiceToken.issue(name="ci-deploy", owner="ci")
+    await store.create_token(record)
+    usage = UsageRecorder(store)
+    tokens = StoreTokens(cache, usage)
+    found = await tokens.lookup(record.token_hash)
+    hits = cache.stats.hits
+    for _ in range(3):
         assert tokens.peek(record.token_hash) is found
-        assert cache.stats.refreshes == 1
-        await usage.flush()
-        stored = await store.get_token(record.token_hash)
-        assert stored is not None and stored.usage_count == 5  # the lookup and every peek
-    finally:
-        await cache.close()
-        await store.close()
+    assert cache.stats.hits == hits + 3 and cache.stats.refreshes == 0
+    clock.now = 31.0  # past half the ttl: the next peek starts the background refresh, as a lookup would
+    assert tokens.peek(record.token_hash) is found
+    assert cache.stats.refreshes == 1
+    await usage.flush()
+    stored = await store.get_token(record.token_hash)
+    assert stored is not None and stored.usage_count == 5  # the lookup and every peek
