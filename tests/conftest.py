@@ -12,6 +12,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.app import GATEWAY, create_admin_app, create_app
 from gateway.settings import Settings, parse_settings
+from tests.fakes.clock import Clock
 from tests.upstream import UPSTREAM_STATE, UpstreamState, create_upstream
 
 GatewayFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
@@ -60,3 +61,9 @@ def admin_client(aiohttp_client: AiohttpClient) -> Callable[[TestClient[web.Requ
 
 # Real Redis servers (standalone, cluster, sentinel), session-scoped: see tests/redis_servers.py.
 from tests.redis_servers import redis_cluster_url, redis_sentinel_url, redis_url  # noqa: E402, F401
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock that stands still until the test sets ``clock.now``."""
+    return Clock()

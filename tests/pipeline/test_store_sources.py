@@ -17,6 +17,7 @@ from gateway.pipeline.store_sources import StoreApiKeys, StoreServiceKeys, Store
 from gateway.store import open_store
 from gateway.store.cache import CredentialCache
 from gateway.store.usage import UsageRecorder
+from tests.fakes.clock import Clock
 
 SECRET = "5f2c" * 16
 BOX = SecretBox([generate_kek()])
@@ -31,21 +32,6 @@ async def cache() -> AsyncIterator[CredentialCache]:
     yield credentials
     await credentials.close()
     await store.close()
-
-
-class Clock:
-    """A settable clock (seconds) for a cache and a source whose time the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -227,11 +213,11 @@ async def test_repeated_service_key_peeks_still_refresh_the_cache_at_half_its_tt
     assert await keys.key_by_id("k1") is not None
     assert keys.peek_verification_keys("billing") is listed and keys.peek_key_by_id("k1") is not None
     assert cache.stats.refreshes == 0
-    clock.now = 31.0  # past half the ttl: the next peeks start a background refresh, as a lookup would
+    clock.now += 31.0  # past half the ttl: the next peeks start a background refresh, as a lookup would
     assert keys.peek_verification_keys("billing") is listed
     assert keys.peek_key_by_id("k1") is not None
     assert cache.stats.refreshes == 2
-    clock.now = 61.0  # the key-id index is stale too now: the bare id takes the awaited path again
+    clock.now += 30.0  # 61 s on, the key-id index is stale too: the bare id takes the awaited path again
     assert keys.peek_key_by_id("k1") is None
 
 
@@ -248,7 +234,7 @@ async def test_repeated_token_peeks_count_every_hit_and_use_and_still_refresh_at
     for _ in range(3):
         assert tokens.peek(record.token_hash) is found
     assert cache.stats.hits == hits + 3 and cache.stats.refreshes == 0
-    clock.now = 31.0  # past half the ttl: the next peek starts the background refresh, as a lookup would
+    clock.now += 31.0  # past half the ttl: the next peek starts the background refresh, as a lookup would
     assert tokens.peek(record.token_hash) is found
     assert cache.stats.refreshes == 1
     await usage.flush()

@@ -14,6 +14,7 @@ from gateway.credentials import ServiceToken
 from gateway.store import Invalidation, InvalidationKind, StoreUnavailable, open_store
 from gateway.store.cache import CredentialCache
 from gateway.store.memory import MemoryStore
+from tests.fakes.clock import Clock
 from tests.store.records import NOW, api_key, client, hmac_key, token
 
 
@@ -30,19 +31,6 @@ class CountingStore(MemoryStore):
         if self.delay:
             await asyncio.sleep(self.delay)
         return await super().get_token(token_hash)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

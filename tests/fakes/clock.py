@@ -1,0 +1,11 @@
+"""A settable clock for code that takes one (``clock=``): the test moves time by setting ``now``."""
+
+from __future__ import annotations
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
