@@ -122,6 +122,19 @@ class RatioSummary:
         return theirs / mine if mine and theirs else None
 
     @property
+    def added_cpu_us(self) -> float | None:
+        """CPU per request this scenario adds to its baseline (microseconds): what its feature costs."""
+        mine, theirs = self.scenario.cpu_us_per_request, self.baseline.cpu_us_per_request
+        return mine - theirs if mine is not None and theirs is not None else None
+
+    @property
+    def cpu_budget_us(self) -> float | None:
+        """The most CPU per request the scenario may add to its baseline and still meet its target
+        (baseline / target - baseline): how far a missed target is, in the unit code changes move."""
+        theirs = self.baseline.cpu_us_per_request
+        return theirs / self.target - theirs if self.target and theirs is not None else None
+
+    @property
     def met(self) -> bool | None:
         ratio = self.throughput
         return None if self.target is None or ratio is None else ratio >= self.target
@@ -134,6 +147,8 @@ class RatioSummary:
             "throughput_ratio": None if throughput is None else round(throughput, 4),
             "per_round": [round(r, 4) for r in self.per_round],
             "cpu_based_ratio": None if cpu is None else round(cpu, 4),
+            "added_cpu_us": None if self.added_cpu_us is None else round(self.added_cpu_us, 1),
+            "cpu_budget_us": None if self.cpu_budget_us is None else round(self.cpu_budget_us, 1),
             "target": self.target,
             "met": self.met,
         }
@@ -237,6 +252,9 @@ class Report:
             if r.target is not None:
                 line += f"   target {r.target:.0%}: {'met' if r.met else 'NOT MET'}"
             lines.append(line)
+            added, budget = r.added_cpu_us, r.cpu_budget_us
+            if added is not None and budget is not None:
+                lines.append(f"  {'':<16}   adds {added:,.1f} us CPU/req; {r.target:.0%} allows {budget:,.1f}")
         latency = [s for s in self.summaries if s.scenario.latency_target_ms is not None and s.measurements]
         if latency:
             lines += ["", "latency targets (median over rounds of each round's p99):"]

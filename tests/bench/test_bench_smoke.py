@@ -154,6 +154,24 @@ def test_paired_ratios_use_the_neighbouring_baselines(tmp_path: Path) -> None:
     assert ratio.throughput == pytest.approx(0.9)
 
 
+def test_cpu_budget_says_how_much_cpu_a_scenario_may_add_to_meet_its_target(tmp_path: Path) -> None:
+    base, a = _synthetic("noauth"), _synthetic("a", "noauth", 0.8)
+
+    def measured(name: str, position: int, cpu_s: float) -> Measurement:
+        result = LoadResult(1000, 1.0, 1000.0, 1.0, 1.0, 1.0, 1.0, 0)
+        return Measurement(name, 1, position, name, result, server_cpu_s={name: cpu_s})
+
+    # 1,000 requests each: 100 us of CPU per request without the feature, 130 us with it.
+    measurements = [measured("noauth", 0, 0.1), measured("a", 1, 0.13), measured("noauth", 2, 0.1)]
+    report = Report.build([base, a], measurements, BenchOptions(workdir=tmp_path), "test", now())
+    (ratio,) = report.ratios
+    assert ratio.added_cpu_us == pytest.approx(30.0)
+    assert ratio.cpu_budget_us == pytest.approx(25.0)  # 100 / 0.8 - 100
+    assert "adds 30.0 us CPU/req; 80% allows 25.0" in report.table()
+    figures = report.to_json()["ratios"][0]
+    assert (figures["added_cpu_us"], figures["cpu_budget_us"]) == (30.0, 25.0)
+
+
 def test_rounds_rotate_and_baselines_are_always_selected() -> None:
     _, scenarios = catalog()
     names = [s.name for s in scenarios]
