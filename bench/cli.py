@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not measure each ratio's baseline right before and after it (fewer measurements, noisier ratios)",
     )
+    parser.add_argument(
+        "--same-processes",
+        action="store_true",
+        help="keep each server's process for the whole run instead of a new one per round (faster, biased)",
+    )
     parser.add_argument("--connections", type=_positive(int), default=_env("BENCH_CONNECTIONS", _positive(int), 32))
     parser.add_argument("--timeout", type=_positive(float), default=_env("BENCH_TIMEOUT", _positive(float), 5.0))
     parser.add_argument(
@@ -166,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.timeout,
         args.workdir,
         paired=not args.no_pairing,
+        fresh_processes=not args.same_processes,
     )
 
     def say(line: str) -> None:

@@ -43,6 +43,10 @@ class BenchOptions:
     timeout: float = 5.0
     workdir: Path = DEFAULT_WORKDIR
     paired: bool = True  # measure each ratio's baseline next to it (see round_order)
+    # A new process of every measured server each round (not of those others depend on): identical
+    # processes differ by up to ~15 % in CPU per request (memory layout, hash seed), and one process
+    # per run would hold its luck through every round; the median over rounds averages it out.
+    fresh_processes: bool = True
 
     def load(self, duration: float | None = None, connections: int | None = None) -> LoadSettings:
         return LoadSettings(
@@ -145,6 +149,8 @@ class Bench:
                     self.say(f"  warm-up     {scenario.name:<22} {warm.result.rps:>9,.0f} req/s")
             measurements = []
             for round_index in range(self.options.rounds):
+                if round_index > 0 and self.options.fresh_processes:
+                    self._fresh_processes(pool)
                 order = round_order(self.scenarios, round_index, self.options.paired)
                 for position, scenario in enumerate(order):
                     m = self._measure(scenario, pool, round_index + 1, position, self.options.duration)
@@ -156,6 +162,20 @@ class Bench:
                         + (f"   {r.failed} failed" if r.failed else "")
                     )
             return measurements
+
+    def _fresh_processes(self, pool: ServerPool) -> None:
+        """Restart each measured server that no other depends on, check it and warm it up again."""
+        shared = pool.dependencies()
+        restarted: set[str] = set()
+        for scenario in self.scenarios:
+            if scenario.target in shared:
+                continue
+            if scenario.target not in restarted:
+                self.servers.append(pool.restart(scenario.target))
+                restarted.add(scenario.target)
+            self._preflight(scenario, pool)
+            if self.options.warmup > 0:
+                self._measure(scenario, pool, 0, 0, self.options.warmup)
 
     def _server(self, scenario: Scenario, pool: ServerPool) -> RunningServer:
         return pool.running[scenario.target]

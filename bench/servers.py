@@ -91,6 +91,7 @@ class RunningServer:
     port: int
     log_path: Path
     info: dict[str, Any]
+    argv: list[str] = field(default_factory=list)  # as launched: a restart runs the same command again
 
     @property
     def name(self) -> str:
@@ -215,12 +216,37 @@ class ServerPool:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ctx = LaunchContext(spec.name, HOST, free_port(), self.workdir, dict(self.running))
         argv = spec.command(ctx)
+        return self._launch(spec, argv, ctx.host, ctx.port, ctx.info)
+
+    def restart(self, name: str) -> RunningServer:
+        """Stop ``name`` and start a new process of it: the same command, port and launch facts (its
+        generated files are not made again). A new process is a new memory layout and hash seed."""
+        old = self.running[name]
+        stop_process(old.process)
+        server = self._launch(old.spec, old.argv, old.host, old.port, old.info, append_log=True)
+        self.running[name] = server
+        return server
+
+    def dependencies(self) -> set[str]:
+        """The running servers that other running servers depend on (an upstream, a JWKS endpoint)."""
+        return {dependency for server in self.running.values() for dependency in server.spec.depends_on}
+
+    def _launch(
+        self,
+        spec: ServerSpec,
+        argv: list[str],
+        host: str,
+        port: int,
+        info: dict[str, Any],
+        *,
+        append_log: bool = False,
+    ) -> RunningServer:
         log_path = self.workdir / f"{spec.name}.log"
-        log = log_path.open("w")
+        log = log_path.open("a" if append_log else "w")
         self._logs.append(log)
         process = spawn(argv, log, spec.env)
         self._spawned.append(process)
-        server = RunningServer(spec, process, ctx.host, ctx.port, log_path, ctx.info)
+        server = RunningServer(spec, process, host, port, log_path, info, argv)
         deadline = time.monotonic() + spec.ready_timeout
         while True:
             if process.poll() is not None:
@@ -228,7 +254,7 @@ class ServerPool:
                     f"{spec.name} exited with code {process.returncode} before it was ready "
                     f"({' '.join(argv)}); last log lines:\n{log_tail(log_path)}"
                 )
-            if _answers_http(ctx.host, ctx.port, spec.ready_path):
+            if _answers_http(host, port, spec.ready_path):
                 return server
             if time.monotonic() > deadline:
                 stop_process(process)

@@ -59,6 +59,23 @@ def test_gateway_scenario_is_measured_reported_and_its_servers_stopped(tmp_path:
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench installs it)")
+@pytest.mark.parametrize("fresh", [True, False])
+def test_each_round_measures_a_new_process_of_the_server_unless_asked_not_to(tmp_path: Path, fresh: bool) -> None:
+    specs, _ = catalog()
+    options = BenchOptions(duration=0.3, rounds=2, warmup=0, connections=2, workdir=tmp_path, fresh_processes=fresh)
+    bench = Bench([_scenario("gateway-noauth")], specs, PythonLoader(), options, say=lambda _: None)
+
+    measurements = bench.run()
+
+    assert [m.round for m in measurements] == [1, 2]
+    assert all(m.result.requests > 0 and m.result.failed == 0 for m in measurements)
+    gateways = {s.process.pid for s in bench.servers if s.name == "gateway-noauth"}
+    upstreams = {s.process.pid for s in bench.servers if s.name == "upstream"}
+    assert len(gateways) == (2 if fresh else 1)
+    assert len(upstreams) == 1  # a dependency of the gateway keeps its process (and its pooled connections)
+    assert all(s.process.returncode is not None for s in bench.servers), "a server outlived the run"
+
+
 def test_wrk_replays_static_and_per_request_pools_through_the_gateway(tmp_path: Path) -> None:
     specs, _ = catalog()
     static = _scenario("gateway-noauth")
