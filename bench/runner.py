@@ -10,6 +10,9 @@ its ratio is taken against those neighbours (see :func:`round_order`).
 
 Before the rounds, each scenario is checked with one request (wrong status:
 stop with the server's log) and warmed up for ``warmup`` seconds (discarded).
+With ``fresh_processes`` (the default), every later round starts a new process of
+each measured server first (checked and warmed up again), so that the median over
+rounds is over several processes, not one process's memory layout and hash seed.
 """
 
 from __future__ import annotations
