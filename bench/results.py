@@ -140,15 +140,15 @@ class RatioSummary:
         return None if self.target is None or ratio is None else ratio >= self.target
 
     def to_json(self) -> dict[str, Any]:
-        throughput, cpu = self.throughput, self.cpu_based
+        throughput, cpu, added, budget = self.throughput, self.cpu_based, self.added_cpu_us, self.cpu_budget_us
         return {
             "scenario": self.scenario.scenario.name,
             "baseline": self.baseline.scenario.name,
             "throughput_ratio": None if throughput is None else round(throughput, 4),
             "per_round": [round(r, 4) for r in self.per_round],
             "cpu_based_ratio": None if cpu is None else round(cpu, 4),
-            "added_cpu_us": None if self.added_cpu_us is None else round(self.added_cpu_us, 1),
-            "cpu_budget_us": None if self.cpu_budget_us is None else round(self.cpu_budget_us, 1),
+            "added_cpu_us": None if added is None else round(added, 1),
+            "cpu_budget_us": None if budget is None else round(budget, 1),
             "target": self.target,
             "met": self.met,
         }

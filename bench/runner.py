@@ -147,9 +147,7 @@ class Bench:
                 self._preflight(scenario, pool)
             if self.options.warmup > 0:
                 for scenario in self.scenarios:
-                    warm = self._measure(scenario, pool, 0, 0, self.options.warmup)
-                    self._warm_rps[scenario.name] = warm.result.rps
-                    self.say(f"  warm-up     {scenario.name:<22} {warm.result.rps:>9,.0f} req/s")
+                    self.say(f"  warm-up     {scenario.name:<22} {self._warm_up(scenario, pool):>9,.0f} req/s")
             measurements = []
             for round_index in range(self.options.rounds):
                 if round_index > 0 and self.options.fresh_processes:
@@ -178,7 +176,13 @@ class Bench:
                 restarted.add(scenario.target)
             self._preflight(scenario, pool)
             if self.options.warmup > 0:
-                self._measure(scenario, pool, 0, 0, self.options.warmup)
+                self._warm_up(scenario, pool)
+
+    def _warm_up(self, scenario: Scenario, pool: ServerPool) -> float:
+        """Load ``scenario`` for ``warmup`` seconds, not reported; its pace sizes unique request pools."""
+        rps = self._measure(scenario, pool, 0, 0, self.options.warmup).result.rps
+        self._warm_rps[scenario.name] = rps
+        return rps
 
     def _server(self, scenario: Scenario, pool: ServerPool) -> RunningServer:
         return pool.running[scenario.target]

@@ -91,7 +91,7 @@ class RunningServer:
     port: int
     log_path: Path
     info: dict[str, Any]
-    argv: list[str] = field(default_factory=list)  # as launched: a restart runs the same command again
+    argv: list[str]  # as launched: a restart runs the same command again
 
     @property
     def name(self) -> str:
