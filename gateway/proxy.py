@@ -23,6 +23,7 @@ import sys
 import time
 import weakref
 from collections.abc import AsyncIterator
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -52,10 +53,11 @@ from gateway.pipeline.policy import AuthOutcome, RoutePolicy
 from gateway.routing import Route, RouteTable, without_query_parameter
 from gateway.sdk import context as ctx
 from gateway.settings import Settings
-from gateway.websocket import proxy_websocket
+from gateway.websocket import CredentialWatch, proxy_websocket
 
 if TYPE_CHECKING:
     from gateway.pipeline.assembly import AuthAssembly, AuthRuntime
+    from gateway.store.base import Subscription
 
 log = logging.getLogger("gateway.proxy")
 
@@ -158,6 +160,9 @@ class Gateway:
             self.attach(runtime)
         self.sessions: dict[str, aiohttp.ClientSession] = {}
         self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        # Open WebSockets of enforcing routes, asked again when the store announces a changed credential.
+        self.credential_watch = CredentialWatch()
+        self._watch_subscription: Subscription | None = None
         self.in_flight = 0
         metrics.in_flight.set_function(lambda: self.in_flight)  # read at scrape time, not locked per request
         # Set when a drain starts: responses then carry Connection: close so keep-alive
@@ -202,8 +207,14 @@ class Gateway:
     async def start_auth(self) -> None:
         if self.auth is not None:
             await self.auth.start()
+        if self.runtime is not None and self._watch_subscription is None:
+            self._watch_subscription = await self.runtime.store.subscribe(self.credential_watch.changed)
 
     async def close_auth(self) -> None:
+        if self._watch_subscription is not None:
+            await self._watch_subscription.close()
+            self._watch_subscription = None
+        await self.credential_watch.close()
         if self.auth is not None:
             await self.auth.close()
 
@@ -282,6 +293,10 @@ class Gateway:
                     self._upstream_headers(request, route, peer, trusted_peer, request_id, url, outcome, True),
                     URL(url, encoded=True),
                     principal.expires_at if principal is not None else None,
+                    # An enforcing route asks again when a credential changes (a revocation closes it).
+                    partial(policy.recheck, outcome, request_id)
+                    if policy is not None and outcome is not None and principal is not None and policy.enforce
+                    else None,
                 )
             upstream_headers = self._upstream_headers(request, route, peer, trusted_peer, request_id, url, outcome)
             data: AsyncIterator[bytes] | bytes | None = None

@@ -5,14 +5,22 @@ on, the upstream's choice is answered to the client). A close from either side
 is passed to the other with the same code. A connection opened with a credential
 that expires (a JWT's ``exp``, a token's or key's expiry) is closed by the gateway
 when it does: 1008 (policy violation) to the client, 1001 (going away) upstream.
+
+A connection opened on an enforcing route is also watched (:class:`CredentialWatch`):
+whenever the store announces a changed credential (a revocation, here or on another
+replica), each watched connection's policy is asked again
+(:meth:`~gateway.pipeline.policy.RoutePolicy.recheck`), and one it now refuses is
+closed the same way, with the reason ``credential revoked``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -22,8 +30,10 @@ from yarl import URL
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 
 if TYPE_CHECKING:
+    from gateway.pipeline.base import AuthError
     from gateway.proxy import Gateway
     from gateway.routing import Route
+    from gateway.store.base import Invalidation
 
 log = logging.getLogger("gateway.websocket")
 
@@ -84,18 +94,99 @@ async def _pipe(source: WebSocket, target: WebSocket, link: _Link) -> None:
     await source.close(code=code)
 
 
+async def _refuse(
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, link: _Link, why: str
+) -> None:
+    """Close both sides because the credential no longer holds (unless a close is already under way):
+    1008 with ``why`` to the client, 1001 upstream."""
+    if link.closing:
+        return
+    link.closing = True
+    log.info("websocket closed: %s", why)
+    await client.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=why.encode())
+    await upstream.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+
+
 async def _expire(
     expires_at: float, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, link: _Link
 ) -> None:
     """At ``expires_at`` (Unix seconds), when the credential the connection was opened with expires,
-    close both sides (unless a close is already under way)."""
+    close both sides."""
     await asyncio.sleep(max(0.0, expires_at - time.time()))
-    if link.closing:
-        return
-    link.closing = True
-    log.info("websocket closed: its credential expired")
-    await client.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=b"credential expired")
-    await upstream.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+    await _refuse(client, upstream, link, "credential expired")
+
+
+Recheck = Callable[[], Awaitable["AuthError | None"]]
+"""Asks a connection's policy again (bound to its upgrade request): the refusal, or ``None``."""
+
+
+class _Watched(NamedTuple):
+    client: web.WebSocketResponse
+    upstream: aiohttp.ClientWebSocketResponse
+    recheck: Recheck
+
+
+class CredentialWatch:
+    """The open WebSockets of enforcing routes, asked again whenever a credential changes.
+
+    :meth:`changed` is a store listener (it must not block): it starts one task that rechecks every
+    watched connection in turn, after the other listeners (the credential cache) have dropped what
+    changed. Changes arriving meanwhile make that task go round once more. Closed by :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[_Link, _Watched] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(
+        self,
+        link: _Link,
+        client: web.WebSocketResponse,
+        upstream: aiohttp.ClientWebSocketResponse,
+        recheck: Recheck,
+    ) -> None:
+        self._open[link] = _Watched(client, upstream, recheck)
+
+    def discard(self, link: _Link) -> None:
+        self._open.pop(link, None)
+
+    def changed(self, invalidation: Invalidation) -> None:
+        if not self._open:
+            return
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._recheck_all(), name="gateway-websocket-recheck")
+
+    async def _recheck_all(self) -> None:
+        self._again = True
+        while self._again:
+            self._again = False
+            refused: list[tuple[_Link, _Watched]] = []
+            for link, watched in list(self._open.items()):
+                if link.closing:
+                    continue
+                try:
+                    if await watched.recheck() is not None:
+                        refused.append((link, watched))
+                except Exception:  # one connection's failure must not leave the others unchecked
+                    log.exception("websocket recheck failed")
+            # Together: each close waits for its client's answer (up to aiohttp's close timeout).
+            await asyncio.gather(
+                *(_refuse(w.client, w.upstream, link, "credential revoked") for link, w in refused),
+                return_exceptions=True,
+            )
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def proxy_websocket(
@@ -105,8 +196,10 @@ async def proxy_websocket(
     headers: CIMultiDict[str],
     url: URL,
     expires_at: float | None = None,
+    recheck: Recheck | None = None,
 ) -> web.WebSocketResponse:
-    """Proxy one WebSocket; ``expires_at`` (Unix seconds): when the credential it was opened with expires."""
+    """Proxy one WebSocket; ``expires_at`` (Unix seconds): when the credential it was opened with expires;
+    ``recheck``: asks its policy again when a credential changes (:class:`CredentialWatch`)."""
     session = gateway.sessions[route.origin]
     try:
         upstream = await session.ws_connect(
@@ -134,14 +227,17 @@ async def proxy_websocket(
         max_msg_size=4 * 1024 * 1024,
     )
     expiry: asyncio.Task[None] | None = None
+    link = _Link()
     try:
         await client.prepare(request)
         gateway.websockets.add(client)
-        link = _Link()
         if expires_at is not None:
             expiry = asyncio.create_task(_expire(expires_at, client, upstream, link))
+        if recheck is not None:
+            gateway.credential_watch.add(link, client, upstream, recheck)
         await asyncio.gather(_pipe(client, upstream, link), _pipe(upstream, client, link))
     finally:
+        gateway.credential_watch.discard(link)
         if expiry is not None:
             expiry.cancel()
         if not upstream.closed:

@@ -189,6 +189,33 @@ async def test_token_revoked_through_one_replica_is_refused_by_the_other_within_
     assert time.monotonic() - revoked_at < 1.0
 
 
+async def test_websocket_open_on_one_replica_closes_when_the_other_revokes_its_token(replicas: Replicas) -> None:
+    created = await asyncio.to_thread(
+        gateway_cli, replicas.config, "tokens", "create", "--name", "ws-revoke-me", "--owner", "ci"
+    )
+    assert created.returncode == 0, created.stderr
+    bearer = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(replicas.url(1, "/api/ws"), headers=bearer) as ws,
+    ):
+        await ws.send_str("ping")
+        assert (await ws.receive(timeout=10)).data == "ping"
+        revoked_at = time.monotonic()
+        status, body = await fetch(
+            f"http://127.0.0.1:{replicas.admin_port}/admin/v1/tokens/ws-revoke-me/revoke",
+            {"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            method="POST",
+            json={"reason": "leaked"},
+        )
+        assert status == 200, body
+        closed = await ws.receive(timeout=10)
+        assert time.monotonic() - revoked_at < 1.0
+        # The close frame's code and reason (the connection may drop before the client's own close frame).
+        assert closed.type is aiohttp.WSMsgType.CLOSE
+        assert (closed.data, closed.extra) == (aiohttp.WSCloseCode.POLICY_VIOLATION, "credential revoked")
+
+
 async def test_token_create_use_then_usage_is_visible_from_the_cli(replicas: Replicas) -> None:
     created = await asyncio.to_thread(
         gateway_cli, replicas.config, "tokens", "create", "--name", "deploy-bot", "--owner", "ci", "--scope", "d:w"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Final, Protocol
+from typing import ClassVar, Final, Protocol, runtime_checkable
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
@@ -305,3 +305,14 @@ class Authenticator(Protocol):
     def challenge(self) -> str: ...
 
     async def authenticate(self, request: RequestView) -> Principal | None: ...
+
+
+@runtime_checkable
+class KeyRechecking(Protocol):
+    """An authenticator whose proof expires long before the connection it opened: a signature is good for
+    minutes, the WebSocket its upgrade opened may stay for hours. When a credential changes, the gateway
+    asks ``recheck`` whether the key behind ``principal`` still holds: it returns the key's current
+    principal, or raises :class:`AuthError`. Other authenticators are asked by authenticating the
+    upgrade request again."""
+
+    async def recheck(self, principal: Principal) -> Principal: ...

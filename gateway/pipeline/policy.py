@@ -48,6 +48,7 @@ from gateway.pipeline.base import (
     Authenticator,
     AuthError,
     AuthUnavailable,
+    KeyRechecking,
     Principal,
     RequestView,
     SignedBodyTooLarge,
@@ -182,6 +183,7 @@ class RoutePolicy:
         self.mode = settings.mode
         self.enforce = settings.mode == "enforce"
         self.authenticators = tuple(authenticators)
+        self._by_name = {a.name: a for a in self.authenticators}
         self.challenge = ", ".join(dict.fromkeys(a.challenge for a in self.authenticators)) or None
         self.anonymous = settings.anonymous
         self.ip = IpAuthorizer(settings.ip_allow) if settings.ip_allow else None
@@ -305,6 +307,48 @@ class RoutePolicy:
                 request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
             )
         return outcome
+
+    async def recheck(self, outcome: AuthOutcome, request_id: str) -> AuthError | None:
+        """Whether what allowed a long-lived connection (a WebSocket upgrade) still holds, after a credential
+        changed (a revocation, an expiry brought forward, scopes taken away).
+
+        The authenticator that accepted ``outcome.principal`` answers again: a signature scheme by whether
+        its key is still active (:class:`KeyRechecking`: the signature's time window has passed by then),
+        any other by authenticating the same upgrade request again (the cache has dropped the changed
+        record, so this asks the store); then the route's scopes. Returns the refusal, reported like any
+        decision (metrics, log, audit), or ``None``: still allowed, a ``log_only`` route, or no answer now
+        (the store is unavailable: the connection stays, and the next change asks again).
+        """
+        principal = outcome.principal
+        authenticator = self._by_name.get(principal.method) if principal is not None else None
+        if principal is None or authenticator is None or not self.enforce:
+            return None
+        started = perf_counter()
+        request = outcome.request
+        try:
+            if isinstance(authenticator, KeyRechecking):
+                current: Principal | None = await authenticator.recheck(principal)
+            else:
+                current = await authenticator.authenticate(outcome)
+            if current is None:  # the same request: its credential cannot have gone
+                raise AuthError("auth.required", log_detail="the upgrade request's credential is no longer found")
+            if self.scopes is not None:
+                self.scopes.authorize(request.method, current)
+        except AuthUnavailable:
+            return None
+        except AuthError as error:
+            self._report(
+                request,
+                outcome.client_ip,
+                request_id,
+                principal,
+                principal.method,
+                AuditResult.DENY,
+                error,
+                perf_counter() - started,
+            )
+            return error
+        return None
 
     def _refuse(self, first: AuthError | None, error: AuthError) -> AuthError:
         """Enforce: raise the refusal, it is the answer. Log only: return the first one, to go on deciding."""

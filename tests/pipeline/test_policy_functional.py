@@ -8,6 +8,7 @@ requests are real HTTP; what the upstream received is what it echoes back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -27,7 +28,7 @@ from http_message_signatures.resolvers import MappingKeyResolver
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from gateway.credentials import AuditResult, generate_service_token
+from gateway.credentials import AuditResult, KeyState, generate_service_token
 from gateway.sdk import GATEWAY_CONTEXT, gateway_context_middleware
 from gateway.store import AuditQuery
 from tests.authgw import (
@@ -761,6 +762,73 @@ async def test_a_websocket_is_closed_when_its_credential_expires(make_gateway: G
     with pytest.raises(aiohttp.WSServerHandshakeError) as expired:
         await client.ws_connect("/api/ws", headers=headers)
     assert expired.value.status == 401
+
+
+async def test_a_websocket_is_closed_when_its_token_is_revoked(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway(routes=[dict(CORS_ROUTE)])
+    revoked_token, revoked = await add_token(client, name="leaked")
+    kept_token, _ = await add_token(client, name="kept")
+    origin = {"Origin": "https://app.example.com"}
+    async with (
+        client.ws_connect("/api/ws", headers={"Authorization": f"Bearer {revoked_token}", **origin}) as ws,
+        client.ws_connect("/api/ws", headers={"Authorization": f"Bearer {kept_token}", **origin}) as other,
+    ):
+        await ws.send_str("ping")
+        assert (await ws.receive()).data == "ping"
+        await runtime_of(client).store.revoke_token(revoked.token_hash, reason="leaked", at=datetime.now(UTC))
+        closed = await ws.receive(timeout=10)
+        assert closed.type is aiohttp.WSMsgType.CLOSE
+        assert (closed.data, closed.extra) == (aiohttp.WSCloseCode.POLICY_VIOLATION, "credential revoked")
+        await other.send_str("still here")  # another credential's connection is untouched
+        assert (await other.receive(timeout=10)).data == "still here"
+    runtime = runtime_of(client)
+    await runtime.audit.flush()
+    events = await runtime.store.query_audit(AuditQuery(result=AuditResult.DENY))
+    assert [(e.reason, e.principal) for e in events] == [("token.revoked", "service:ci")]  # reported like any refusal
+
+
+async def test_a_websocket_signed_with_a_retired_service_key_is_closed(make_gateway: GatewayFactory, kek: Path) -> None:
+    client = await legacy_gateway(make_gateway, kek)
+    key = await runtime_of(client).store.get_service_key("billing", "k1")
+    assert key is not None
+    async with client.ws_connect("/api/ws", headers=legacy_headers("billing", "GET", "/api/ws")) as ws:
+        await ws.send_str("ping")
+        assert (await ws.receive()).data == "ping"
+        # Long after its signature's window the connection holds on the key alone; retiring the key ends it.
+        await runtime_of(client).store.update_service_key(dataclasses.replace(key, state=KeyState.RETIRED))
+        closed = await ws.receive(timeout=10)
+        assert closed.type is aiohttp.WSMsgType.CLOSE
+        assert (closed.data, closed.extra) == (aiohttp.WSCloseCode.POLICY_VIOLATION, "credential revoked")
+
+
+async def test_a_websocket_signed_with_rfc9421_stays_open_while_its_key_is_active(
+    make_gateway: GatewayFactory, kek: Path
+) -> None:
+    client = await rfc9421_gateway(make_gateway, kek)
+    key = await runtime_of(client).store.get_service_key("billing", "k1")
+    assert key is not None
+    other_key = await add_hmac_key(client, kek, key_id="k2")
+    signed = library_signed("GET", str(client.make_url("/api/ws")), None, key_id="billing/k1")
+    async with client.ws_connect("/api/ws", headers=signed) as ws:
+        store = runtime_of(client).store
+        await store.update_service_key(dataclasses.replace(other_key, state=KeyState.RETIRED))  # another key
+        await asyncio.sleep(0.2)
+        await ws.send_str("ping")
+        assert (await ws.receive(timeout=10)).data == "ping"
+        await store.update_service_key(dataclasses.replace(key, state=KeyState.RETIRED))
+        closed = await ws.receive(timeout=10)
+        assert closed.type is aiohttp.WSMsgType.CLOSE
+        assert (closed.data, closed.extra) == (aiohttp.WSCloseCode.POLICY_VIOLATION, "credential revoked")
+
+
+async def test_a_websocket_on_a_log_only_route_outlives_a_revocation(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway(routes=[api_route(auth=["service_token"], mode="log_only")])
+    token, record = await add_token(client)
+    async with client.ws_connect("/api/ws", headers={"Authorization": f"Bearer {token}"}) as ws:
+        await runtime_of(client).store.revoke_token(record.token_hash, reason="leaked", at=datetime.now(UTC))
+        await asyncio.sleep(0.2)
+        await ws.send_str("ping")
+        assert (await ws.receive(timeout=10)).data == "ping"
 
 
 # -- context signing ----------------------------------------------------------------------------

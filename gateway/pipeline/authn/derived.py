@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Final, Generic, NamedTuple, TypeVar
 
 from gateway.pipeline.base import CredentialKind, Principal, service_subject
-from gateway.pipeline.sources import KeyAlgorithm, VerificationKey
+from gateway.pipeline.sources import KeyAlgorithm, ServiceKeySource, VerificationKey
 
 MAX_KEYS: Final = 4096
 _HMAC_SHA256: Final = KeyAlgorithm.HMAC_SHA256
@@ -115,3 +115,20 @@ class ServiceKeyUses:
             self.by_id.clear()
         self.by_id[id(key)] = use
         return use
+
+
+async def current_key_use(
+    keys: ServiceKeySource, uses: ServiceKeyUses, principal: Principal, now: float
+) -> KeyUse | None:
+    """The :class:`KeyUse` of the service key ``principal`` was authenticated with, while that key is still
+    active at ``now`` (not revoked, not expired, still the service's); else ``None``.
+
+    For a connection that outlives its signature's time window (a WebSocket): whether the key that signed its
+    upgrade still holds, asked again when a credential changes.
+    """
+    # Qualified by the service: a bare key id may name keys of several services.
+    qualified = f"{principal.service_id}/{principal.credential_id}" if principal.service_id else principal.credential_id
+    key = await keys.key_by_id(qualified)
+    if key is None or key.service_id != principal.service_id or (key.expires_at is not None and key.expires_at <= now):
+        return None
+    return uses.find(key)

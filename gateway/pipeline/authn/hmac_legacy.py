@@ -29,7 +29,7 @@ from typing import Final, NamedTuple
 
 from multidict import istr
 
-from gateway.pipeline.authn.derived import MAX_KEYS, KeyUse, Mac, ServiceKeyUses
+from gateway.pipeline.authn.derived import MAX_KEYS, KeyUse, Mac, ServiceKeyUses, current_key_use
 from gateway.pipeline.base import AuthError, AuthMethod, Principal, RequestView
 from gateway.pipeline.sources import (
     KeyAlgorithm,
@@ -209,3 +209,13 @@ class LegacyHmacAuthenticator:
                 )
 
         return matched.principal
+
+    async def recheck(self, principal: Principal) -> Principal:
+        """The principal of the key that signed an open connection's upgrade, while that key stays active
+        (the signature's time window has passed by then: the key is what can still be revoked)."""
+        use = await current_key_use(self.keys, self._uses, principal, self.clock())
+        if use is None:
+            raise self._fail(
+                "hmac.unknown_key", f"service {principal.service_id}: key {principal.credential_id!r} no longer active"
+            )
+        return use.principal

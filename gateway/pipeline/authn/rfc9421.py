@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from multidict import istr
 
-from gateway.pipeline.authn.derived import ServiceKeyUses
+from gateway.pipeline.authn.derived import ServiceKeyUses, current_key_use
 from gateway.pipeline.authn.signature_base import (
     ComponentId,
     Coverage,
@@ -317,6 +317,14 @@ class HttpSignatureAuthenticator:
             if not await self.nonces.claim(f"httpsig:{keyid}", nonce, ttl):
                 raise self._fail("httpsig.replay", f"key {keyid!r}: nonce already used")
 
+        return use.principal
+
+    async def recheck(self, principal: Principal) -> Principal:
+        """The principal of the key that signed an open connection's upgrade, while that key stays active
+        (the signature's ``created`` is long past by then: the key is what can still be revoked)."""
+        use = await current_key_use(self.keys, self._uses, principal, self.clock())
+        if use is None:
+            raise self._fail("httpsig.unknown_key", f"key {principal.credential_id!r} no longer active")
         return use.principal
 
     # -- steps ---------------------------------------------------------------------------------
