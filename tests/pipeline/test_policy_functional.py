@@ -28,7 +28,7 @@ from http_message_signatures.resolvers import MappingKeyResolver
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from gateway.credentials import AuditResult, KeyState, generate_service_token
+from gateway.credentials import AuditResult, KeyState, generate_service_token, hash_token
 from gateway.sdk import GATEWAY_CONTEXT, gateway_context_middleware
 from gateway.store import AuditQuery
 from tests.authgw import (
@@ -785,6 +785,18 @@ async def test_a_websocket_is_closed_when_its_token_is_revoked(make_gateway: Gat
     await runtime.audit.flush()
     events = await runtime.store.query_audit(AuditQuery(result=AuditResult.DENY))
     assert [(e.reason, e.principal) for e in events] == [("token.revoked", "service:ci")]  # reported like any refusal
+
+
+async def test_a_websocket_is_closed_when_its_api_key_is_revoked(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway(routes=[api_route(auth=["api_key"])])
+    key, _ = await add_api_client(client)
+    async with client.ws_connect("/api/ws", headers={"X-API-Key": key}) as ws:
+        await ws.send_str("ping")
+        assert (await ws.receive()).data == "ping"
+        await runtime_of(client).store.revoke_api_key(hash_token(key), reason="leaked", at=datetime.now(UTC))
+        closed = await ws.receive(timeout=10)
+        assert closed.type is aiohttp.WSMsgType.CLOSE
+        assert (closed.data, closed.extra) == (aiohttp.WSCloseCode.POLICY_VIOLATION, "credential revoked")
 
 
 async def test_a_websocket_signed_with_a_retired_service_key_is_closed(make_gateway: GatewayFactory, kek: Path) -> None:
