@@ -28,8 +28,9 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -77,7 +78,7 @@ DEFAULT_TIMEOUT = 2.0
 AUDIT_CLOCK_SLACK = timedelta(minutes=5)
 AUDIT_PAGE = 500
 USAGE_CHUNK = 1000
-_OPTIONS = frozenset({"prefix", "audit_maxlen", "timeout", "sentinel_password"})
+_OPTIONS = frozenset({"prefix", "audit_maxlen", "timeout", "sentinel_password", "password_file"})
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -162,6 +163,25 @@ def _hosts(netloc: str, default_port: int, url: str) -> tuple[str | None, str | 
     return user, password, hosts
 
 
+def _password_from(path: str, url: str, masked: str) -> str:
+    """The Redis password in the file at ``path`` (``?password_file=``): its first line, so a trailing newline
+    is not part of it. Refused, naming the option, when unreadable, empty, or when the URL holds a password too."""
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if (at and ":" in userinfo) or "password" in parse_qs(parts.query):
+        raise StoreConfigError(f"{masked}: the password is in the URL and in password_file; give it once")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StoreConfigError(f"{masked}: password_file {path!r} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise StoreConfigError(f"{masked}: password_file {path!r} is not UTF-8 text") from None
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise StoreConfigError(f"{masked}: password_file {path!r} is empty")
+    return password
+
+
 class RedisStore:
     """The shared store. One instance per process; safe for concurrent use by many tasks."""
 
@@ -179,7 +199,8 @@ class RedisStore:
         if self._audit_maxlen <= 0 or self._timeout <= 0:
             raise StoreConfigError(f"{self._url}: audit_maxlen and timeout must be positive")
         self._sentinel: Sentinel | None = None
-        self._client: Client = self._build_client(plain, options.get("sentinel_password"))
+        password = _password_from(options["password_file"], plain, self._url) if "password_file" in options else None
+        self._client: Client = self._build_client(plain, options.get("sentinel_password"), password)
         p = self._prefix
         self._tokens = f"{p}:{{tokens}}"
         self._keys = f"{p}:{{keys}}"
@@ -191,7 +212,8 @@ class RedisStore:
         self._listener_task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
-    def _build_client(self, url: str, sentinel_password: str | None) -> Client:
+    def _build_client(self, url: str, sentinel_password: str | None, password: str | None = None) -> Client:
+        """``password`` (from ``password_file``) is the server's; the URL then holds none."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         common: dict[str, Any] = {
@@ -202,26 +224,32 @@ class RedisStore:
         }
         try:
             if scheme in ("redis", "rediss"):
+                if password is not None:
+                    common["password"] = password
                 return Redis.from_url(url, **common)
             if scheme in ("redis+cluster", "rediss+cluster"):
                 if parts.query:
                     raise StoreConfigError(f"{self._url}: unknown option(s) {parts.query!r} for a cluster URL")
-                user, password, hosts = _hosts(parts.netloc, 6379, url)
+                user, in_url, hosts = _hosts(parts.netloc, 6379, url)
                 return RedisCluster(
                     startup_nodes=[ClusterNode(host, port) for host, port in hosts],
                     username=user,
-                    password=password,
+                    password=password if password is not None else in_url,
                     ssl=scheme == "rediss+cluster",
                     **common,
                 )
             if scheme == "redis+sentinel":
-                return self._sentinel_client(parts, url, sentinel_password, common)
+                return self._sentinel_client(parts, url, sentinel_password, common, password)
         except (RedisError, ValueError, TypeError) as exc:
             raise StoreConfigError(f"invalid store URL {self._url}: {exc}") from None
         raise StoreConfigError(f"not a Redis URL: {self._url}")
 
-    def _sentinel_client(self, parts: Any, url: str, sentinel_password: str | None, common: dict[str, Any]) -> Redis:
+    def _sentinel_client(
+        self, parts: Any, url: str, sentinel_password: str | None, common: dict[str, Any], from_file: str | None
+    ) -> Redis:
         user, password, hosts = _hosts(parts.netloc, 26379, url)
+        if from_file is not None:
+            password = from_file
         if parts.query:
             raise StoreConfigError(f"{self._url}: unknown option(s) {parts.query!r} for a sentinel URL")
         segments = [s for s in parts.path.split("/") if s]

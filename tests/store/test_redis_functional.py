@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from gateway.store import Invalidation, InvalidationKind, Store, StoreUnavailable, open_store
+from gateway.store import (
+    Invalidation,
+    InvalidationKind,
+    Store,
+    StoreConfigError,
+    StoreUnavailable,
+    open_store,
+    store_from_url,
+)
 from tests.redis_servers import RedisProcess, delete_prefixed, start_redis, unique_prefix, with_prefix
 from tests.store.records import NOW, event, token
 
@@ -137,3 +145,44 @@ async def test_audit_stream_is_capped(redis_url: str) -> None:
         await store.close()
         delete_prefixed(redis_url, prefix)
     assert 100 <= length < 1000  # approximate trimming: whole stream nodes at a time
+
+
+async def test_the_password_can_come_from_a_file(tmp_path: Path) -> None:
+    server = start_redis(tmp_path, "--requirepass", "s3cret-from-a-file")
+    try:
+        secret = tmp_path / "redis-password"
+        secret.write_text("s3cret-from-a-file\n")  # as a mounted secret often ends
+        store = await open_store(f"redis://127.0.0.1:{server.port}/0?password_file={secret}&timeout=0.5")
+        try:
+            await store.cache_set("greeting", "hello", 10)
+            assert await store.cache_get("greeting") == "hello"
+        finally:
+            await store.close()
+        secret.write_text("wrong\n")
+        with pytest.raises(StoreUnavailable) as refused:
+            await open_store(f"redis://127.0.0.1:{server.port}/0?password_file={secret}&timeout=0.5")
+        assert "wrong" not in str(refused.value)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "content", "message"),
+    [
+        ("redis://cache/0?password_file={file}", None, "cannot be read"),
+        ("redis://cache/0?password_file={file}", "", "is empty"),
+        ("redis://:s3cret@cache/0?password_file={file}", "s3cret", "give it once"),
+        ("redis://cache/0?password=s3cret&password_file={file}", "s3cret", "give it once"),
+    ],
+    ids=["missing", "empty", "also-in-userinfo", "also-in-query"],
+)
+def test_a_bad_password_file_is_a_configuration_error(
+    tmp_path: Path, url: str, content: str | None, message: str
+) -> None:
+    secret = tmp_path / "redis-password"
+    if content is not None:
+        secret.write_text(content)
+    with pytest.raises(StoreConfigError) as caught:
+        store_from_url(url.format(file=secret))
+    assert message in caught.value.detail and "password_file" in caught.value.detail
+    assert "s3cret" not in caught.value.detail
