@@ -8,6 +8,7 @@ import contextlib
 import json
 import signal
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from gateway.admin.inputs import parse_since, parse_time
 from gateway.admin.views import audit_view, when
@@ -16,6 +17,12 @@ from gateway.commands.session import Session, bind, table
 from gateway.credentials.audit import AuditEvent, AuditResult
 
 FOLLOW_INTERVAL = 1.0
+# Decisions reach the store in batches, up to the writer's flush interval (1 s by default) after their time, and
+# each replica flushes on its own: --follow looks this far back for events written late. One written later still
+# (after a store outage) is in `gateway audit`, not in the follow.
+FOLLOW_LOOKBACK = timedelta(seconds=5)
+FOLLOW_PAGE = 1000
+FOLLOW_MAX_PAGES = 20  # per poll: past that the terminal cannot keep up anyway; the rest waits for the next poll
 HEADERS = ["time", "result", "reason", "principal", "credential", "request", "client ip", "admin action"]
 
 
@@ -62,41 +69,59 @@ async def audit(session: Session) -> None:
     if args.limit < 1:
         raise ValueError(f"--limit: must be at least 1, got {args.limit}")
     stop = asyncio.Event()
+    seen: dict[str, datetime] = {}
     if args.follow:
         # Before the backlog is printed: a SIGTERM right after the first lines must end the command cleanly.
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        # What the store holds before the backlog is read is the backlog's business (shown or left out by the
+        # filters): only what is written from now on is followed.
+        seen = {event.event_id: event.time for event in await _recent(session, now - FOLLOW_LOOKBACK, result)}
     events = await session.admin.query_audit(
         since=since, until=until, principal=args.principal, result=result, limit=args.limit, newest_first=True
     )
     events.reverse()  # the newest N, printed oldest first: like tail
     _emit(session, events, header=True)
     if args.follow:
-        await _follow(session, events, result, stop)
+        seen.update((event.event_id, event.time) for event in events)
+        await _follow(session, seen, result, stop)
 
 
-async def _follow(session: Session, shown: list[AuditEvent], result: AuditResult | None, stop: asyncio.Event) -> None:
-    """Poll for new events until Ctrl-C or SIGTERM (both end the command normally, exit 0)."""
+async def _recent(session: Session, since: datetime, result: AuditResult | None) -> list[AuditEvent]:
+    """The events from ``since`` on, oldest first, page by page (bounded by FOLLOW_MAX_PAGES)."""
+    found: list[AuditEvent] = []
+    cursor = since
+    for _ in range(FOLLOW_MAX_PAGES):
+        page = await session.admin.query_audit(
+            since=cursor, principal=session.args.principal, result=result, limit=FOLLOW_PAGE, newest_first=False
+        )
+        found += page
+        if len(page) < FOLLOW_PAGE or page[-1].time == cursor:
+            break
+        cursor = page[-1].time  # the next page starts at the last time: its repeats are told apart by id
+    return found
+
+
+async def _follow(session: Session, seen: dict[str, datetime], result: AuditResult | None, stop: asyncio.Event) -> None:
+    """Poll for new events until Ctrl-C or SIGTERM (both end the command normally, exit 0).
+
+    Events are not written in the order of their times (batches, replicas), so each poll reads the last
+    FOLLOW_LOOKBACK and prints what it has not seen, by event id: ``seen`` holds the ids (with their times)
+    already shown or present before the command started.
+    """
     loop = asyncio.get_running_loop()
-    last = shown[-1].time if shown else session.admin.now()
-    seen = {event.event_id for event in shown if event.time == last}
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), FOLLOW_INTERVAL)
             if stop.is_set():
                 break
-            fresh = [
-                event
-                for event in await session.admin.query_audit(
-                    since=last, principal=session.args.principal, result=result, limit=1000, newest_first=False
-                )
-                if event.event_id not in seen
-            ]
+            horizon = session.admin.now() - FOLLOW_LOOKBACK
+            fresh = [event for event in await _recent(session, horizon, result) if event.event_id not in seen]
             if fresh:
                 _emit(session, fresh, header=False)
-                if fresh[-1].time != last:
-                    last, seen = fresh[-1].time, set()
-                seen.update(event.event_id for event in fresh if event.time == last)
+                seen.update((event.event_id, event.time) for event in fresh)
+            for event_id in [event_id for event_id, time in seen.items() if time < horizon]:
+                del seen[event_id]  # out of the window: never read again
     except asyncio.CancelledError:
         # Ctrl-C: asyncio.Runner cancels the main task. For --follow that is how one stops: not an error.
         current = asyncio.current_task()

@@ -83,3 +83,58 @@ def test_follow_prints_new_events_until_stopped(gateway: Gateway, stop: signal.S
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=10)
+
+
+def test_follow_prints_late_writes_once_and_nothing_that_was_there_before(gateway: Gateway) -> None:
+    now = datetime.now(UTC)
+    append(
+        gateway,
+        *(
+            AuditEvent(
+                time=now - timedelta(seconds=3 - i), result=AuditResult.DENY, reason=f"before.{i}", principal="x"
+            )
+            for i in range(3)
+        ),
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "audit",
+            "--follow",
+            "--json",
+            "--limit",
+            "1",
+            "--config",
+            str(gateway.config),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready, "no backlog printed within 30 s"
+        assert json.loads(process.stdout.readline())["reason"] == "before.2"  # the backlog: the newest one
+        marked = datetime.now(UTC)
+        append(gateway, AuditEvent(time=marked, result=AuditResult.DENY, reason="first", principal="x"))
+        ready, _, _ = select.select([process.stdout], [], [], 10)
+        assert ready, "the first event was not printed within 10 s"
+        assert json.loads(process.stdout.readline())["reason"] == "first"
+        # Then one timed before it, as another replica's batch (or a later flush) arrives.
+        late = AuditEvent(time=marked - timedelta(seconds=1), result=AuditResult.DENY, reason="late", principal="x")
+        append(gateway, late)
+        ready, _, _ = select.select([process.stdout], [], [], 10)
+        assert ready, "the late event was not printed within 10 s"
+        assert json.loads(process.stdout.readline())["reason"] == "late"
+        time.sleep(2.5)  # two more polls: nothing else (neither the late event again nor before.0 / before.1)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+        assert process.returncode == 0 and out == "", (out, err)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
