@@ -8,7 +8,7 @@
     ├── usage         UsageRecorder      usage counts, flushed every credentials.usage_flush_interval
     ├── audit         AuditTrail         audit events, batched off the request path (audit.*)
     ├── secret_box    SecretBox | None   the KEK (credentials.kek_file / GATEWAY_KEK), for HMAC secrets
-    └── admin_tokens  AdminTokens        who may call the admin API (admin.tokens_file)
+    └── admin_tokens  AdminTokenFile     who may call the admin API (admin.tokens_file, read again on change)
 
 ``gateway serve`` opens it before binding the listeners, :meth:`Runtime.start`
 starts the background work, and :meth:`Runtime.stop` (after the drain) writes the
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from gateway.admin.health import Readiness
-from gateway.admin.tokens import AdminTokens
+from gateway.admin.tokens import AdminTokenFile
 from gateway.credentials.encryption import SecretBox, load_secret_box
 from gateway.credentials.errors import CredentialError
 from gateway.observability.audit import AuditTrail
@@ -50,7 +50,7 @@ class Runtime:
     usage: UsageRecorder
     audit: AuditTrail
     secret_box: SecretBox | None
-    admin_tokens: AdminTokens
+    admin_tokens: AdminTokenFile
     started: bool = False
 
     @classmethod
@@ -86,7 +86,7 @@ class Runtime:
                 retention=settings.audit.retention,
             ),
             secret_box=secret_box,
-            admin_tokens=settings.admin.tokens,
+            admin_tokens=AdminTokenFile(settings.admin.tokens_file, settings.admin.tokens),
         )
 
     async def start(self) -> None:

@@ -1,4 +1,4 @@
-"""Admin tokens: who may call the admin API, read once from ``admin.tokens_file``.
+"""Admin tokens: who may call the admin API, read from ``admin.tokens_file`` (again when it changes).
 
 The file holds one named token per line; only SHA-256 digests are kept in memory::
 
@@ -13,16 +13,28 @@ presented token is hashed and compared with every configured digest in constant
 time (:func:`hmac.compare_digest`, no early exit), so the answer time does not
 depend on which token, if any, matched. Problems are reported by line number;
 no message ever repeats a token.
+
+The gateway reads the file again when it changes (:class:`AdminTokenFile`, checked at
+most once a second when the admin API is called): removing a line revokes that token,
+adding one accepts it, without a restart (a Kubernetes Secret updated in place works).
+A changed file that cannot be read or parsed is refused with an error log naming the
+problem, and the tokens read before stay in force.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger("gateway.admin")
 
 ADMIN_TOKEN_PREFIX = "gwa_"  # noqa: S105 - a prefix, not a secret: lets secret scanners spot leaked admin tokens
 MIN_PLAIN_TOKEN_LENGTH = 32
@@ -129,3 +141,62 @@ def load_admin_tokens(path: Path) -> AdminTokens:
         return parse_admin_tokens(text)
     except ValueError as exc:
         raise ValueError(f"{str(path)!r}: {exc}") from None
+
+
+RELOAD_CHECK_INTERVAL = 1.0  # seconds between two looks at the file (one stat)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is rewritten or replaced (a Secret's symlink swap too); ``None``: missing."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
+class AdminTokenFile:
+    """The admin tokens in force: those of ``path``, read again when the file changes (see the module docstring).
+
+    ``tokens`` were read at start-up (where a bad file stops the gateway); ``path`` ``None``: no file,
+    the tokens never change.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        tokens: AdminTokens,
+        *,
+        check_interval: float = RELOAD_CHECK_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.check_interval = check_interval
+        self._clock = clock
+        self._tokens = tokens
+        self._stamp = _stamp(path) if path is not None else None
+        self._next_check = clock() + check_interval
+
+    def current(self) -> AdminTokens:
+        """The tokens in force now, after a look at the file if the last one is older than the interval."""
+        if self.path is None:
+            return self._tokens
+        now = self._clock()
+        if now < self._next_check:
+            return self._tokens
+        self._next_check = now + self.check_interval
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return self._tokens
+        self._stamp = stamp
+        try:
+            tokens = load_admin_tokens(self.path)
+        except ValueError as exc:
+            log.error(
+                "admin tokens file changed but was not loaded: the tokens read before stay in force",
+                extra={"tokens_file": str(self.path), "error": str(exc)},
+            )
+            return self._tokens
+        self._tokens = tokens
+        log.info("admin tokens reloaded", extra={"tokens_file": str(self.path), "tokens": len(tokens.tokens)})
+        return tokens

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+from pathlib import Path
 
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from gateway.admin.tokens import RELOAD_CHECK_INTERVAL
 from gateway.app import GATEWAY, create_admin_app, create_app
 from gateway.credentials.audit import AuditResult
 from gateway.runtime import Runtime
 from gateway.settings import parse_settings
 from gateway.store import AuditQuery
-from tests.admin.conftest import OPS_TOKEN, READER, READER_TOKEN, AdminApi, Client, RuntimeFactory, admin_app_for
+from tests.admin.conftest import OPS, OPS_TOKEN, READER, READER_TOKEN, AdminApi, Client, RuntimeFactory, admin_app_for
 
 WRONG = "gwa_wrong-" + "w" * 40
 
@@ -134,3 +137,25 @@ def test_admin_app_without_runtime_has_no_admin_api() -> None:
     app = create_admin_app(create_app(parse_settings({"store": "memory://"}, environ={}))[GATEWAY])
     paths = {resource.canonical for resource in app.router.resources()}
     assert paths == {"/metrics", "/healthz", "/readyz"}
+
+
+async def test_the_tokens_file_is_read_again_when_it_changes(
+    api: AdminApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens_file = tmp_path / "admin-tokens"  # the one admin_settings wrote: ops and reader
+    rotated = "gwa_rotated-" + "n" * 40
+    assert (await api.call("listTokens", headers=OPS))[0] == 200
+    # ops removed (a leaked token revoked), a new one added: no restart.
+    tokens_file.write_text(f"rotated:sha256:{hashlib.sha256(rotated.encode()).hexdigest()}\n")
+    await asyncio.sleep(RELOAD_CHECK_INTERVAL + 0.2)
+    assert (await api.call("listTokens", headers=OPS))[0] == 401
+    assert (await api.call("listTokens", headers={"Authorization": f"Bearer {rotated}"}))[0] == 200
+    # A broken edit is refused, loudly, and the tokens in force stay.
+    caplog.set_level(logging.INFO)
+    tokens_file.write_text("rotated:too-short\n")
+    await asyncio.sleep(RELOAD_CHECK_INTERVAL + 0.2)
+    assert (await api.call("listTokens", headers={"Authorization": f"Bearer {rotated}"}))[0] == 200
+    [refused] = [r for r in caplog.records if r.getMessage().startswith("admin tokens file changed but was not")]
+    assert "line 1: a plain admin token is at least 32 characters" in refused.error  # type: ignore[attr-defined]
+    logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    assert rotated not in logged and "too-short" not in logged

@@ -122,7 +122,7 @@ def _endpoint(operation: Operation) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
         request_id = request[REQUEST_ID]
-        identity = authenticate(request, runtime.admin_tokens, runtime.audit, request_id)
+        identity = authenticate(request, runtime.admin_tokens.current(), runtime.audit, request_id)
         authorize(request, identity, runtime.audit, request_id, mutating=operation.mutating)
         admin = CredentialAdmin(runtime.store, actor=identity.name, audit=runtime.audit, secret_box=runtime.secret_box)
         now = admin.now()
@@ -189,7 +189,7 @@ def _unknown_endpoint(templates: list[tuple[re.Pattern[str], str]]) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
         # Authenticate first: an anonymous caller learns nothing about which paths exist.
-        authenticate(request, runtime.admin_tokens, runtime.audit, request[REQUEST_ID])
+        authenticate(request, runtime.admin_tokens.current(), runtime.audit, request[REQUEST_ID])
         path = "/" + request.match_info["tail"]
         allowed = sorted({method for template, method in templates if template.match(path)})
         if allowed:
