@@ -139,9 +139,6 @@ class CredentialWatch:
         self._task: asyncio.Task[None] | None = None
         self._again = False
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     def add(
         self,
         link: _Link,

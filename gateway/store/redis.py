@@ -167,8 +167,7 @@ def _password_from(path: str, url: str, masked: str) -> str:
     """The Redis password in the file at ``path`` (``?password_file=``): its first line, so a trailing newline
     is not part of it. Refused, naming the option, when unreadable, empty, or when the URL holds a password too."""
     parts = urlsplit(url)
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    if (at and ":" in userinfo) or "password" in parse_qs(parts.query):
+    if parts.password is not None or "password" in parse_qs(parts.query):
         raise StoreConfigError(f"{masked}: the password is in the URL and in password_file; give it once")
     try:
         text = Path(path).read_text(encoding="utf-8")

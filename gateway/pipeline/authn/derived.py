@@ -121,14 +121,13 @@ async def current_key_use(
     keys: ServiceKeySource, uses: ServiceKeyUses, principal: Principal, now: float
 ) -> KeyUse | None:
     """The :class:`KeyUse` of the service key ``principal`` was authenticated with, while that key is still
-    active at ``now`` (not revoked, not expired, still the service's); else ``None``.
+    active at ``now`` (not revoked, not expired); else ``None``.
 
     For a connection that outlives its signature's time window (a WebSocket): whether the key that signed its
-    upgrade still holds, asked again when a credential changes.
+    upgrade still holds, asked again when a credential changes. The key is named with its service
+    (``service/key``, as :meth:`find` made the principal): a bare key id may name keys of several services.
     """
-    # Qualified by the service: a bare key id may name keys of several services.
-    qualified = f"{principal.service_id}/{principal.credential_id}" if principal.service_id else principal.credential_id
-    key = await keys.key_by_id(qualified)
-    if key is None or key.service_id != principal.service_id or (key.expires_at is not None and key.expires_at <= now):
+    key = await keys.key_by_id(f"{principal.service_id}/{principal.credential_id}")
+    if key is None or (key.expires_at is not None and key.expires_at <= now):
         return None
     return uses.find(key)
