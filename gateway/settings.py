@@ -231,6 +231,15 @@ def _store_url(value: object) -> str:
     scheme = value.split("://", 1)[0].lower()
     if scheme not in STORE_SCHEMES:
         raise ValueError(f"unknown store scheme {scheme!r} (expected one of: {', '.join(STORE_SCHEMES)})")
+    # The backend checks its own options (poll, prefix, timeout, password_file...) when built, without
+    # connecting: a bad one is a configuration error here, in check-config too, not a surprise at serve.
+    from gateway.store.errors import StoreConfigError
+    from gateway.store.registry import store_from_url
+
+    try:
+        store_from_url(value)
+    except StoreConfigError as exc:
+        raise ValueError(exc.detail) from None
     return value
 
 

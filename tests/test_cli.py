@@ -48,6 +48,13 @@ BAD_CONFIGS = {
     ),
     "missing-secret-file": ("admin: {tokens_file: /nonexistent/tokens}\n", "admin.tokens_file: secret file not found"),
     "not-yaml": ("routes: [\n", "config: not valid YAML"),
+    # The backend's own options, checked without connecting (check-config used to pass these).
+    "store-password-file": (
+        "store: redis://127.0.0.1:6379/0?password_file=/nonexistent/redis-password\n",
+        "password_file '/nonexistent/redis-password' cannot be read",
+    ),
+    "store-sqlite-poll": ("store: sqlite:///var/x.db?poll=soon\n", "store: sqlite:///var/x.db?poll=soon: poll:"),
+    "store-redis-timeout": ("store: redis://127.0.0.1:6379/0?timeout=-1\n", "timeout must be positive"),
 }
 
 

@@ -67,7 +67,7 @@ def mask_url(url: str) -> str:
     path, qmark, query = tail.partition("?")
     if qmark and query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+        query = urlencode([(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*/")
     return f"{scheme}://{netloc}{path}{qmark}{query}"
 
 
