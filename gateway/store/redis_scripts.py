@@ -403,3 +403,15 @@ end
 local client_id = redis.call('HGET', KEYS[1], 'client_id')
 return {key, redis.call('HGETALL', ARGV[1] .. ':c:' .. client_id)}
 """
+
+# A batch of the audit trail's decisions (gateway.store.decision_text) as one entry of the audit stream.
+# KEYS[1] <prefix>:{audit}:events, KEYS[2] <prefix>:{audit}:batch_events; ARGV: the cap on entries, the
+# batch's decision count, its first and last decision times (microseconds), its text. The second stream
+# holds each batch's decision count under the batch's id: retention counts the decisions it trims from it
+# without reading the batches.
+APPEND_AUDIT_BATCH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+  'batch', ARGV[5], 'events', ARGV[2], 'first', ARGV[3], 'last', ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 'events', ARGV[2])
+return id
+"""

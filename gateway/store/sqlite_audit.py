@@ -7,10 +7,7 @@ decision on the store's thread, more than the rest of the audit trail together. 
 batch of decisions (:data:`~gateway.store.codec.DECISION_COLUMNS` rows, up to the trail's
 ``batch_size``) is one ``audit_batches`` row:
 
-- ``decisions``: the rows as text, fields joined by ``US`` (``\\x1f``) and rows by ``RS``
-  (``\\x1e``), written with one ``%`` format per row. A batch in which some value holds
-  one of those two characters is written as JSON instead (its text starts with ``[``):
-  nothing is escaped on the common path, and nothing is lost on the rare one.
+- ``decisions``: the rows as one text (:mod:`gateway.store.decision_text`).
 - ``first_time`` / ``last_time`` (microseconds) bound its decisions' times; ``events``
   counts them.
 - ``audit_batch_keys`` lists each principal and each result a batch holds, with the
@@ -28,28 +25,24 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from operator import itemgetter
 from typing import Final
 
 from gateway.credentials.audit import AuditEvent
 from gateway.store.base import AuditQuery
-from gateway.store.codec import DECISION_COLUMNS, AuditRow, row_event, to_micros
+from gateway.store.codec import AuditRow, row_event, to_micros
+from gateway.store.decision_text import (
+    EVENT_ID,
+    TIME,
+    decode,
+    encode,
+    matching,
+    principal_of,
+    result_of,
+    time_of,
+)
 from gateway.store.errors import StoreConfigError
 
-FIELD_SEPARATOR: Final = "\x1f"  # ASCII unit separator
-ROW_SEPARATOR: Final = "\x1e"  # ASCII record separator
-
-_WIDTH: Final = len(DECISION_COLUMNS)
-_TIME: Final = DECISION_COLUMNS.index("time")
-_RESULT: Final = DECISION_COLUMNS.index("result")
-_PRINCIPAL: Final = DECISION_COLUMNS.index("principal")
-_EVENT_ID: Final = DECISION_COLUMNS.index("event_id")
-_ROW_FORMAT: Final = FIELD_SEPARATOR.join(["%s"] * _WIDTH)
-# Per-row steps as C calls through map(): a batch holds hundreds of rows.
-_format_row = _ROW_FORMAT.__mod__
-_time_of = itemgetter(_TIME)
-_principal_of = itemgetter(_PRINCIPAL)
-_result_of = itemgetter(_RESULT)
+__all__ = ["check_support", "decode", "encode", "insert", "prune", "query"]
 
 # Through the view audit_batch_input (sqlite_schema): its trigger writes the batch, then its keys (the JSON
 # array, through json_each, built into SQLite since 3.38), in the one step of this one statement. The
@@ -73,30 +66,9 @@ def check_support(conn: sqlite3.Connection, url: str) -> None:
         ) from None
 
 
-def encode(rows: Sequence[AuditRow]) -> str:
-    """``rows`` as one text (see the module docstring); :func:`decode` reads it back."""
-    text = ROW_SEPARATOR.join(map(_format_row, rows))
-    # A separator inside a value would add one: count them all (two C-level scans, no per-value check).
-    if text.count(FIELD_SEPARATOR) != len(rows) * (_WIDTH - 1) or text.count(ROW_SEPARATOR) != len(rows) - 1:
-        return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-    return text
-
-
-def decode(text: str) -> list[AuditRow]:
-    """The rows of a batch's text, with their times as integers again."""
-    if text.startswith("["):
-        return [tuple(row) for row in json.loads(text)]
-    rows: list[AuditRow] = []
-    for record in text.split(ROW_SEPARATOR):
-        fields: list[int | str] = list(record.split(FIELD_SEPARATOR))
-        fields[_TIME] = int(fields[_TIME])
-        rows.append(tuple(fields))
-    return rows
-
-
 def _keys(rows: Sequence[AuditRow]) -> list[str]:
     """The batch's entries in audit_batch_keys: each distinct principal and result."""
-    principals, results = set(map(_principal_of, rows)), set(map(_result_of, rows))
+    principals, results = set(map(principal_of, rows)), set(map(result_of, rows))
     return [f"principal:{principal}" for principal in principals] + [f"result:{result}" for result in results]
 
 
@@ -104,7 +76,7 @@ def insert(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
     """Write ``rows`` as one batch: one statement, atomic on its own (no BEGIN / COMMIT needed)."""
     if not rows:
         return
-    times: list[int] = list(map(_time_of, rows))
+    times: list[int] = list(map(time_of, rows))
     conn.execute(_INSERT_BATCH, (min(times), max(times), len(rows), encode(rows), json.dumps(_keys(rows))))
 
 
@@ -146,16 +118,8 @@ def query(conn: sqlite3.Connection, query: AuditQuery) -> list[tuple[SortKey, Au
             bound = found[query.limit - 1][0][0]
             if (last < bound) if newest else (first > bound):
                 break
-        for row in decode(text):
-            time = row[_TIME]
-            assert isinstance(time, int)  # noqa: S101 - decode makes it one
-            if (
-                (since is None or time >= since)
-                and (until is None or time < until)
-                and (query.principal is None or row[_PRINCIPAL] == query.principal)
-                and (result is None or row[_RESULT] == result)
-            ):
-                found.append(((time, str(row[_EVENT_ID])), row))
+        for row in matching(decode(text), since, until, query.principal, result):
+            found.append(((int(row[TIME]), str(row[EVENT_ID])), row))
         found.sort(key=lambda item: item[0], reverse=newest)
         del found[query.limit :]
     return [(key, row_event(row)) for key, row in found]
@@ -175,10 +139,10 @@ def prune(conn: sqlite3.Connection, cutoff: int) -> int:
     ).fetchall()
     for batch in straddling:
         rows = decode(batch["decisions"])
-        kept = [row for row in rows if int(row[_TIME]) >= cutoff]
+        kept = [row for row in rows if int(row[TIME]) >= cutoff]
         pruned += len(rows) - len(kept)
         conn.execute(
             "UPDATE audit_batches SET first_time = ?, events = ?, decisions = ? WHERE seq = ?",
-            (min(int(row[_TIME]) for row in kept), len(kept), encode(kept), batch["seq"]),
+            (min(int(row[TIME]) for row in kept), len(kept), encode(kept), batch["seq"]),
         )
     return pruned

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import redis
 
+from gateway.credentials.audit import AuditResult
 from gateway.store import (
+    AuditQuery,
     Invalidation,
     InvalidationKind,
     Store,
@@ -18,8 +21,9 @@ from gateway.store import (
     open_store,
     store_from_url,
 )
+from gateway.store.codec import DECISION_COLUMNS, NO_ADMIN, decision_row
 from tests.redis_servers import RedisProcess, delete_prefixed, start_redis, unique_prefix, with_prefix
-from tests.store.records import NOW, event, token
+from tests.store.records import NOW, RECENT, event, token
 
 
 @pytest.fixture
@@ -145,6 +149,67 @@ async def test_audit_stream_is_capped(redis_url: str) -> None:
         await store.close()
         delete_prefixed(redis_url, prefix)
     assert 100 <= length < 1000  # approximate trimming: whole stream nodes at a time
+
+
+async def test_a_batch_of_decisions_is_one_stream_entry_and_earlier_entries_still_read(redis_url: str) -> None:
+    prefix = unique_prefix()
+    store = await open_store(with_prefix(redis_url, prefix))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    stream = f"{prefix}:{{audit}}:events"
+    try:
+        # A decision as an earlier version wrote it: one entry of its fields.
+        earlier = event(0, credential_id="earlier")
+        fields = {**NO_ADMIN, **dict(zip(DECISION_COLUMNS, map(str, decision_row(earlier)), strict=True))}
+        client.xadd(stream, dict(fields.items()))
+        batch = [event(i, credential_id=f"c{i}", principal=f"service:s{i % 3}") for i in range(1, 201)]
+        await store.append_audit_rows([decision_row(e) for e in batch])
+        admin = event(300, result=AuditResult.ADMIN, principal="", admin="alice", action="tokens.revoke")
+        await store.append_audit([admin])
+
+        assert client.xlen(stream) == 3  # the earlier decision, the batch, the admin action
+        everything = await store.query_audit(AuditQuery(newest_first=False, limit=1000))
+        assert everything == [earlier, *batch, admin]
+        s1 = [e for e in batch if e.principal == "service:s1"]
+        assert await store.query_audit(AuditQuery(principal="service:s1", limit=5)) == s1[::-1][:5]
+        window = await store.query_audit(
+            AuditQuery(since=RECENT + timedelta(minutes=10), until=RECENT + timedelta(minutes=20), newest_first=False)
+        )
+        assert [e.credential_id for e in window] == [f"c{i}" for i in range(10, 20)]
+    finally:
+        client.close()
+        await store.close()
+        delete_prefixed(redis_url, prefix)
+
+
+async def test_retention_counts_the_decisions_of_the_batches_it_trims(redis_url: str) -> None:
+    prefix = unique_prefix()
+    store = await open_store(with_prefix(redis_url, prefix))
+    try:
+        await store.append_audit_rows([decision_row(event(i)) for i in range(7)])
+        await store.append_audit([event(8)])
+        await store.append_audit_rows([decision_row(event(i)) for i in range(10, 15)])
+        assert await store.prune_audit(datetime.now(UTC) - timedelta(hours=1)) == 0  # written just now
+
+        assert await store.prune_audit(datetime.now(UTC) + timedelta(seconds=1)) == 13
+        assert await store.query_audit(AuditQuery()) == []
+        assert await store.prune_audit(datetime.now(UTC) + timedelta(seconds=1)) == 0
+    finally:
+        await store.close()
+        delete_prefixed(redis_url, prefix)
+
+
+async def test_audit_maxlen_counts_decisions_in_batches(redis_url: str) -> None:
+    prefix = unique_prefix()
+    store = await open_store(with_prefix(redis_url, prefix) + "&audit_maxlen=1000")
+    try:
+        for n in range(250):  # 2,500 decisions in batches of 10: about 100 entries kept
+            await store.append_audit_rows([decision_row(event(0, credential_id=f"b{n}-{i}")) for i in range(10)])
+        kept = await store.query_audit(AuditQuery(limit=10_000))
+    finally:
+        await store.close()
+        delete_prefixed(redis_url, prefix)
+    assert 1000 <= len(kept) < 2500  # approximate trimming: whole stream nodes (100 entries) at a time
+    assert kept[0].credential_id.startswith("b249-")  # the newest batch stays
 
 
 async def test_the_password_can_come_from_a_file(tmp_path: Path) -> None:
