@@ -13,6 +13,10 @@ gateway-rfc9421-nonce  as gateway-rfc9421 with a unique nonce per request, claim
 gateway-token-audit-denials
                        as gateway-token on a route with ``audit: denials``: informational, shows
                        what auditing every allowed request costs
+gateway-token-redis    as gateway-token on the Redis store (a ``redis-server`` of the run's own, no
+                       persistence), as several replicas share it: informational, shows what the
+                       shared store costs the gateway (the audit trail's writes, usage, lookups
+                       after a cache miss); only when ``redis-server`` is installed
 =====================  ==========================================================================
 
 Each server is the real ``gateway serve`` with the shipped logging, on an SQLite
@@ -29,6 +33,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import secrets
+import shutil
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +57,9 @@ SECRET = hashlib.sha256(b"bench secret").hexdigest()  # 64 hex, like `gateway ke
 JWT_ISSUER = "https://idp.bench.example"
 JWT_AUDIENCE = "gateway"
 AUTH_TARGET_RATIO = 0.85
+REDIS = "redis"
+
+_HAS_REDIS = shutil.which("redis-server") is not None
 
 # One RSA key per harness run: tokens are signed in this process, verified by the gateway.
 _JWT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -60,15 +70,19 @@ def auth_config(
     route_auth: list[str],
     authn: Mapping[str, Any] | None = None,
     route_extra: Mapping[str, Any] | None = None,
+    store: str | None = None,
 ) -> dict[str, Any]:
-    """Overrides for :func:`bench.scenarios.gateway_config`: an SQLite store, a KEK, the auth route."""
-    db = ctx.workdir / f"{ctx.name}.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)  # a fresh store per launch (launches may be retried)
+    """Overrides for :func:`bench.scenarios.gateway_config`: a store (a fresh SQLite file unless ``store`` is
+    given), a KEK, the auth route."""
+    if store is None:
+        db = ctx.workdir / f"{ctx.name}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)  # a fresh store per launch (launches may be retried)
+        store = f"sqlite:///{db}"
     kek = ctx.workdir / f"{ctx.name}.kek"
     kek.write_text(generate_kek() + "\n")
     config: dict[str, Any] = {
-        "store": f"sqlite:///{db}",
+        "store": store,
         "credentials": {"kek_file": str(kek)},
         "routes": [
             {
@@ -101,6 +115,24 @@ async def _register(store_url: str, kek_file: Path) -> str:
     finally:
         await store.close()
     return text
+
+
+def redis_server() -> ServerSpec:
+    """A ``redis-server`` of the run's own: no persistence, ready once it answers PING."""
+
+    def command(ctx: LaunchContext) -> list[str]:
+        return ["redis-server", "--bind", ctx.host, "--port", str(ctx.port), "--save", "", "--appendonly", "no"]
+
+    return ServerSpec(REDIS, command, ready=_answers_ping)
+
+
+def _answers_ping(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def jwt_public_key_file(ctx: LaunchContext) -> Path:
@@ -158,14 +190,18 @@ def auth_servers(gateway_server: Any) -> list[ServerSpec]:
     """The gateway specs for the auth scenarios (``gateway_server`` is bench.scenarios.gateway_server)."""
 
     def with_credentials(
-        name: str, auth: list[str], authn: Mapping[str, Any] | None = None, **route: Any
+        name: str, auth: list[str], authn: Mapping[str, Any] | None = None, *, redis: bool = False, **route: Any
     ) -> ServerSpec:
         def config(ctx: LaunchContext) -> Mapping[str, Any]:
-            overrides = auth_config(ctx, auth, authn, route)
+            store = None
+            if redis:  # a fresh key prefix per launch: a restarted gateway issues its token again
+                server = ctx.servers[REDIS]
+                store = f"redis://{server.host}:{server.port}/0?prefix=bench-{secrets.token_hex(4)}"
+            overrides = auth_config(ctx, auth, authn, route, store=store)
             prepare_credentials(ctx, overrides)
             return overrides
 
-        base: ServerSpec = gateway_server(name, config=config)
+        base: ServerSpec = gateway_server(name, config=config, depends_on=(REDIS,) if redis else ())
 
         def command(ctx: LaunchContext) -> list[str]:
             return base.command(ctx)
@@ -193,6 +229,11 @@ def auth_servers(gateway_server: Any) -> list[ServerSpec]:
         with_credentials("gateway-token", ["service_token"]),
         jwt_server("gateway-jwt"),
         with_credentials("gateway-token-audit-denials", ["service_token"], audit="denials"),
+        *(
+            [redis_server(), with_credentials("gateway-token-redis", ["service_token"], redis=True)]
+            if _HAS_REDIS
+            else []
+        ),
     ]
 
 
@@ -244,5 +285,17 @@ def auth_scenarios(scenario: Any, base: RequestSpec) -> list[Any]:
             spec(per_request=token_headers("gateway-token-audit-denials"), variants=1),
             "service token on a route auditing refusals only (audit: denials)",
             target=None,
+        ),
+        *(
+            [
+                make(
+                    "gateway-token-redis",
+                    spec(per_request=token_headers("gateway-token-redis"), variants=1),
+                    "service token on the Redis store (its own redis-server): audit batches, usage, lookups",
+                    target=None,
+                )
+            ]
+            if _HAS_REDIS
+            else []
         ),
     ]

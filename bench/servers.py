@@ -70,7 +70,8 @@ class ServerSpec:
 
     ``command`` returns the argv; it may write files (a generated YAML config) into
     ``ctx.workdir`` first. The process must listen on ``ctx.host:ctx.port``; it is
-    ready once ``GET ready_path`` gets any HTTP answer.
+    ready once ``GET ready_path`` gets any HTTP answer, or, for a server that does not
+    speak HTTP, once ``ready(host, port)`` is true.
     """
 
     name: str
@@ -79,6 +80,7 @@ class ServerSpec:
     ready_path: str = "/"
     ready_timeout: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict)
+    ready: Callable[[str, int], bool] | None = None
 
 
 @dataclass
@@ -254,7 +256,7 @@ class ServerPool:
                     f"{spec.name} exited with code {process.returncode} before it was ready "
                     f"({' '.join(argv)}); last log lines:\n{log_tail(log_path)}"
                 )
-            if _answers_http(host, port, spec.ready_path):
+            if spec.ready(host, port) if spec.ready is not None else _answers_http(host, port, spec.ready_path):
                 return server
             if time.monotonic() > deadline:
                 stop_process(process)
