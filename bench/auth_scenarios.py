@@ -194,7 +194,7 @@ def auth_servers(gateway_server: Any) -> list[ServerSpec]:
     ) -> ServerSpec:
         def config(ctx: LaunchContext) -> Mapping[str, Any]:
             store = None
-            if redis:  # a fresh key prefix per launch: a restarted gateway issues its token again
+            if redis:  # a fresh key prefix per launch (launches may be retried): each registers its credentials
                 server = ctx.servers[REDIS]
                 store = f"redis://{server.host}:{server.port}/0?prefix=bench-{secrets.token_hex(4)}"
             overrides = auth_config(ctx, auth, authn, route, store=store)
