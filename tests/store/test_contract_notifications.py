@@ -35,6 +35,37 @@ async def test_concurrent_claims_of_one_nonce_let_exactly_one_win(store: Store) 
     assert results.count(True) == 1
 
 
+async def test_many_concurrent_claims_each_answered_for_its_own_nonce(store: Store) -> None:
+    # SQLite writes the claims made together as one batch: each must still get its own answer.
+    nonces = [f"n-{i % 150}" for i in range(200)]  # 50 nonces claimed twice
+    results = await asyncio.gather(*(store.claim_nonce("s", nonce, 60) for nonce in nonces))
+    assert results.count(True) == 150
+    won = {nonce for nonce, claimed in zip(nonces, results, strict=True) if claimed}
+    assert won == set(nonces)
+    assert await store.claim_nonce("s", "n-7", 60) is False
+
+
+async def test_a_cancelled_claim_leaves_the_others_answered(store: Store) -> None:
+    claims = [asyncio.ensure_future(store.claim_nonce("s", f"c-{i}", 60)) for i in range(10)]
+    claims[3].cancel()
+    results = await asyncio.gather(*claims, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 3] == [True] * 9
+    assert await store.claim_nonce("s", "c-9", 60) is False
+
+
+async def test_claims_from_two_stores_sharing_one_backend_let_one_win(shared_store_url: str) -> None:
+    first, second = await open_store(shared_store_url), await open_store(shared_store_url)
+    try:
+        results = await asyncio.gather(
+            *(store.claim_nonce("s", f"shared-{i}", 60) for i in range(40) for store in (first, second))
+        )
+    finally:
+        await first.close()
+        await second.close()
+    assert [results[2 * i] + results[2 * i + 1] for i in range(40)] == [1] * 40
+
+
 @pytest.mark.parametrize("ttl", [0, -1.0])
 async def test_nonce_ttl_must_be_positive(store: Store, ttl: float) -> None:
     with pytest.raises(ValueError, match="ttl"):
