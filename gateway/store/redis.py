@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -73,12 +73,16 @@ Client = Redis | RedisCluster
 DEFAULT_PREFIX = "gw"
 DEFAULT_AUDIT_MAXLEN = 1_000_000
 DEFAULT_TIMEOUT = 2.0
+# Redis operations in flight at once per store (per gateway process); more wait, up to the timeout, for one
+# to finish. redis-py's own pools refuse the 101st connection (MaxConnectionsError) instead of waiting.
+DEFAULT_MAX_CONNECTIONS = 64
+_SPARE_CONNECTIONS = 4  # beyond the operations: the change-notification subscription, health checks
 # ``since`` bounds an audit scan by stream id (time written): an event is written after it
 # happens, but the replica's and Redis's clocks may disagree by up to this much.
 AUDIT_CLOCK_SLACK = timedelta(minutes=5)
 AUDIT_PAGE = 100  # stream entries per read: a batch entry holds up to the audit trail's batch_size decisions
 USAGE_CHUNK = 1000
-_OPTIONS = frozenset({"prefix", "audit_maxlen", "timeout", "sentinel_password", "password_file"})
+_OPTIONS = frozenset({"prefix", "audit_maxlen", "timeout", "max_connections", "sentinel_password", "password_file"})
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -194,10 +198,12 @@ class RedisStore:
         try:
             self._audit_maxlen = int(options.get("audit_maxlen", DEFAULT_AUDIT_MAXLEN))
             self._timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
+            self._max_connections = int(options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
         except ValueError:
-            raise StoreConfigError(f"{self._url}: audit_maxlen and timeout are numbers") from None
-        if self._audit_maxlen <= 0 or self._timeout <= 0:
-            raise StoreConfigError(f"{self._url}: audit_maxlen and timeout must be positive")
+            raise StoreConfigError(f"{self._url}: audit_maxlen, timeout and max_connections are numbers") from None
+        if self._audit_maxlen <= 0 or self._timeout <= 0 or self._max_connections <= 0:
+            raise StoreConfigError(f"{self._url}: audit_maxlen, timeout and max_connections must be positive")
+        self._slots = asyncio.Semaphore(self._max_connections)
         self._sentinel: Sentinel | None = None
         password = _password_from(options["password_file"], plain, self._url) if "password_file" in options else None
         self._client: Client = self._build_client(plain, options.get("sentinel_password"), password)
@@ -222,6 +228,7 @@ class RedisStore:
             "socket_timeout": self._timeout,
             "socket_connect_timeout": self._timeout,
             "health_check_interval": 15,
+            "max_connections": self._max_connections + _SPARE_CONNECTIONS,  # per node on a cluster
         }
         try:
             if scheme in ("redis", "rediss"):
@@ -271,15 +278,29 @@ class RedisStore:
     def url(self) -> str:
         return self._url
 
-    @contextlib.contextmanager
-    def _failures(self, doing: str) -> Iterator[None]:
-        """Translate the client's errors at the boundary: the caller sees StoreUnavailable."""
+    @contextlib.asynccontextmanager
+    async def _failures(self, doing: str) -> AsyncIterator[None]:
+        """One operation: a slot among ``max_connections`` (waiting up to the timeout for one), and the client's
+        errors translated at the boundary: the caller sees StoreUnavailable."""
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise StoreUnavailable(
+                    f"store {self._url}: all {self._max_connections} connections stayed busy for {self._timeout:g}s "
+                    f"while {doing}"
+                ) from None
+        else:
+            await self._slots.acquire()  # free: taken at once
         try:
             yield
         except StoreError:
             raise
         except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"store {self._url} failed while {doing}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._slots.release()
 
     def _emit(self, kind: InvalidationKind, ident: str = "") -> None:
         """Tell this process's subscribers at once; other processes hear it through pub/sub."""
@@ -287,7 +308,7 @@ class RedisStore:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
-        with self._failures("connecting"):
+        async with self._failures("connecting"):
             try:
                 await asyncio.wait_for(self._client.ping(), self._timeout * 2)
             except TimeoutError as exc:
@@ -295,7 +316,7 @@ class RedisStore:
 
     async def check(self) -> str | None:
         try:
-            with self._failures("checking"):
+            async with self._failures("checking"):
                 await self._client.ping()
         except StoreError as exc:
             return exc.detail
@@ -319,7 +340,7 @@ class RedisStore:
 
     async def _put_service_key(self, key: ServiceKey, mode: str) -> None:
         args = (self._keys, self._channel, key.service_id, key.key_id, _row_json(key), mode)
-        with self._failures("writing a service key"):
+        async with self._failures("writing a service key"):
             result = await _PUT_SERVICE_KEY(self._client, [self._svc(key.service_id)], args)
         if result == "conflict":
             raise Conflict(f"service {key.service_id!r} already has a key {key.key_id!r}")
@@ -334,12 +355,12 @@ class RedisStore:
         await self._put_service_key(key, "update")
 
     async def get_service_key(self, service_id: str, key_id: str) -> ServiceKey | None:
-        with self._failures("reading a service key"):
+        async with self._failures("reading a service key"):
             text = await self._client.hget(self._svc(service_id), key_id)
         return None if text is None else from_row(ServiceKey, json.loads(text))
 
     async def list_service_keys(self, service_id: str | None = None) -> list[ServiceKey]:
-        with self._failures("listing service keys"):
+        async with self._failures("listing service keys"):
             if service_id is not None:
                 services = [service_id]
             else:
@@ -353,7 +374,7 @@ class RedisStore:
 
     async def rotate_service_key(self, new: ServiceKey, *, old_key_id: str, grace_until: datetime) -> ServiceKey:
         args = (self._channel, new.service_id, old_key_id, new.key_id, _row_json(new), to_micros(grace_until))
-        with self._failures("rotating a service key"):
+        async with self._failures("rotating a service key"):
             status, old_json = await _ROTATE_SERVICE_KEY(self._client, [self._svc(new.service_id)], args)
         if status == "notfound":
             raise NotFound(f"service {new.service_id!r} has no key {old_key_id!r}")
@@ -375,7 +396,7 @@ class RedisStore:
             return
         each = len(tokens) <= 100
         args = [self._tokens, self._channel, "1" if each else "0", *(_row_json(t) for t in tokens)]
-        with self._failures("storing tokens"):
+        async with self._failures("storing tokens"):
             status, name = await _CREATE_TOKENS(self._client, [f"{self._tokens}:names"], args)
         if status == "duplicate":
             raise duplicate_name(name)
@@ -388,17 +409,17 @@ class RedisStore:
             self._emit(InvalidationKind.ALL)
 
     async def get_token(self, token_hash: str) -> ServiceToken | None:
-        with self._failures("reading a token"):
+        async with self._failures("reading a token"):
             row = _fields(await self._client.hgetall(self._token_key(token_hash)))
         return from_row(ServiceToken, row) if row else None
 
     async def get_token_by_name(self, name: str) -> ServiceToken | None:
-        with self._failures("reading a token"):
+        async with self._failures("reading a token"):
             token_hash = await self._client.hget(f"{self._tokens}:names", name)
         return None if token_hash is None else await self.get_token(_text(token_hash))
 
     async def _tokens_by_hash(self, hashes: Sequence[str]) -> list[ServiceToken]:
-        with self._failures("reading tokens"):
+        async with self._failures("reading tokens"):
             async with self._client.pipeline(transaction=False) as pipe:
                 for token_hash in hashes:
                     pipe.hgetall(self._token_key(token_hash))
@@ -406,7 +427,7 @@ class RedisStore:
         return [from_row(ServiceToken, _fields(row)) for row in rows if row]
 
     async def list_tokens(self, *, owner: str | None = None, name: str | None = None) -> list[ServiceToken]:
-        with self._failures("listing tokens"):
+        async with self._failures("listing tokens"):
             if owner is not None:
                 hashes = set(_texts(await self._client.smembers(f"{self._tokens}:owner:{owner}")))
                 if name is not None:
@@ -420,7 +441,7 @@ class RedisStore:
 
     async def rotate_token(self, new: ServiceToken, *, grace_until: datetime) -> tuple[ServiceToken, ServiceToken]:
         args = (self._tokens, self._channel, _row_json(new), to_micros(grace_until))
-        with self._failures("rotating a token"):
+        async with self._failures("rotating a token"):
             status, old_hash = await _ROTATE_TOKEN(self._client, [f"{self._tokens}:names"], args)
         if status == "notfound":
             raise NotFound(f"no live token named {new.name!r}")
@@ -433,7 +454,7 @@ class RedisStore:
 
     async def revoke_token(self, token_hash: str, *, reason: str, at: datetime) -> ServiceToken:
         args = (self._tokens, self._channel, token_hash, to_micros(at), reason)
-        with self._failures("revoking a token"):
+        async with self._failures("revoking a token"):
             found = await _REVOKE_TOKEN(self._client, [self._token_key(token_hash)], args)
         if not found:
             raise NotFound("no such token")
@@ -445,14 +466,14 @@ class RedisStore:
 
     async def revoke_tokens(self, *, reason: str, at: datetime, owner: str | None = None) -> int:
         args = (self._tokens, self._channel, to_micros(at), reason, owner or "")
-        with self._failures("revoking tokens"):
+        async with self._failures("revoking tokens"):
             count = int(await _REVOKE_TOKENS(self._client, [f"{self._tokens}:all"], args))
         if count:
             self._emit(InvalidationKind.ALL)
         return count
 
     async def delete_token(self, token_hash: str) -> bool:
-        with self._failures("deleting a token"):
+        async with self._failures("deleting a token"):
             args = (self._tokens, self._channel, token_hash)
             deleted = bool(await _DELETE_TOKEN(self._client, [self._token_key(token_hash)], args))
         if deleted:
@@ -460,12 +481,12 @@ class RedisStore:
         return deleted
 
     async def delete_expired_tokens(self, before: datetime) -> int:
-        with self._failures("deleting expired tokens"):
+        async with self._failures("deleting expired tokens"):
             args = (self._tokens, to_micros(before))
             return int(await _DELETE_EXPIRED(self._client, [f"{self._tokens}:expiry"], args))
 
     async def list_expiring_tokens(self, *, now: datetime, until: datetime) -> list[ServiceToken]:
-        with self._failures("listing expiring tokens"):
+        async with self._failures("listing expiring tokens"):
             hashes = _texts(
                 await self._client.zrangebyscore(f"{self._tokens}:expiry", to_micros(now), f"({to_micros(until)}")
             )
@@ -474,7 +495,7 @@ class RedisStore:
 
     async def _record_usage(self, base: str, infix: str, usage: Mapping[str, Usage]) -> None:
         items = list(usage.items())
-        with self._failures("recording usage"):
+        async with self._failures("recording usage"):
             for start in range(0, len(items), USAGE_CHUNK):  # bounded script calls; counts only add up
                 args: list[object] = [base, infix]
                 for ident, (count, last_used) in items[start : start + USAGE_CHUNK]:
@@ -487,7 +508,7 @@ class RedisStore:
     # -- API clients and keys ----------------------------------------------------------------
     async def register_client(self, client: ApiClient, keys: Sequence[ApiKey] = ()) -> None:
         args = [self._clients, self._channel, _row_json(client), *(_row_json(k) for k in keys)]
-        with self._failures("registering a client"):
+        async with self._failures("registering a client"):
             status = await _REGISTER_CLIENT(self._client, [f"{self._clients}:all"], args)
         if status == "conflict":
             raise Conflict(f"client {client.client_id!r} or one of its key hashes already exists")
@@ -496,12 +517,12 @@ class RedisStore:
         self._emit(InvalidationKind.API_CLIENT, client.client_id)
 
     async def get_client(self, client_id: str) -> ApiClient | None:
-        with self._failures("reading a client"):
+        async with self._failures("reading a client"):
             row = _fields(await self._client.hgetall(f"{self._clients}:c:{client_id}"))
         return from_row(ApiClient, row) if row else None
 
     async def list_clients(self, *, tenant: str | None = None) -> list[ApiClient]:
-        with self._failures("listing clients"):
+        async with self._failures("listing clients"):
             if tenant is None:
                 ids = _texts(await self._client.zrange(f"{self._clients}:all", 0, -1))
             else:
@@ -514,7 +535,7 @@ class RedisStore:
         return sorted(clients, key=lambda c: (c.created, c.client_id))
 
     async def update_client(self, client: ApiClient) -> None:
-        with self._failures("updating a client"):
+        async with self._failures("updating a client"):
             args = (self._clients, self._channel, _row_json(client))
             status = await _UPDATE_CLIENT(self._client, [f"{self._clients}:all"], args)
         if status == "notfound":
@@ -522,7 +543,7 @@ class RedisStore:
         self._emit(InvalidationKind.API_CLIENT, client.client_id)
 
     async def add_api_key(self, key: ApiKey) -> None:
-        with self._failures("adding an API key"):
+        async with self._failures("adding an API key"):
             args = (self._clients, self._channel, _row_json(key))
             status = await _ADD_API_KEY(self._client, [f"{self._clients}:all"], args)
         if status == "notfound":
@@ -532,7 +553,7 @@ class RedisStore:
         self._emit(InvalidationKind.API_KEY, key.key_hash)
 
     async def get_api_key(self, key_hash: str) -> ApiCredential | None:
-        with self._failures("reading an API key"):
+        async with self._failures("reading an API key"):
             found = await _GET_API_KEY(self._client, [f"{self._clients}:k:{key_hash}"], [self._clients])
         if not found or not found[1]:
             return None
@@ -540,7 +561,7 @@ class RedisStore:
         return ApiCredential(from_row(ApiKey, key), from_row(ApiClient, client))
 
     async def list_api_keys(self, client_id: str) -> list[ApiKey]:
-        with self._failures("listing API keys"):
+        async with self._failures("listing API keys"):
             hashes = _texts(await self._client.zrange(f"{self._clients}:keys:{client_id}", 0, -1))
             async with self._client.pipeline(transaction=False) as pipe:
                 for key_hash in hashes:
@@ -550,7 +571,7 @@ class RedisStore:
         return sorted(keys, key=lambda k: (k.created, k.key_hash))
 
     async def _api_keys(self, hashes: Sequence[str]) -> list[ApiKey]:
-        with self._failures("reading API keys"):
+        async with self._failures("reading API keys"):
             async with self._client.pipeline(transaction=False) as pipe:
                 for key_hash in hashes:
                     pipe.hgetall(f"{self._clients}:k:{key_hash}")
@@ -559,7 +580,7 @@ class RedisStore:
 
     async def rotate_api_key(self, new: ApiKey, *, old_key_hash: str, grace_until: datetime) -> tuple[ApiKey, ApiKey]:
         args = (self._clients, self._channel, old_key_hash, _row_json(new), to_micros(grace_until))
-        with self._failures("rotating an API key"):
+        async with self._failures("rotating an API key"):
             status = await _ROTATE_API_KEY(self._client, [f"{self._clients}:all"], args)
         if status == "notfound":
             raise NotFound("no such API key")
@@ -572,7 +593,7 @@ class RedisStore:
 
     async def revoke_api_key(self, key_hash: str, *, reason: str, at: datetime) -> ApiKey:
         args = (self._channel, key_hash, to_micros(at), reason)
-        with self._failures("revoking an API key"):
+        async with self._failures("revoking an API key"):
             found = await _REVOKE_API_KEY(self._client, [f"{self._clients}:k:{key_hash}"], args)
         if not found:
             raise NotFound("no such API key")
@@ -589,7 +610,7 @@ class RedisStore:
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         if not events:
             return
-        with self._failures("appending audit events"):
+        async with self._failures("appending audit events"):
             async with self._client.pipeline(transaction=False) as pipe:
                 for event in events:
                     fields = {name: str(value) for name, value in zip(AUDIT_COLUMNS, audit_row(event), strict=True)}
@@ -605,7 +626,7 @@ class RedisStore:
             return
         times = list(map(time_of, rows))
         args = (max(1, self._audit_maxlen // len(rows)), len(rows), min(times), max(times), encode(rows))
-        with self._failures("appending audit events"):
+        async with self._failures("appending audit events"):
             await _APPEND_AUDIT_BATCH(self._client, [self._audit, self._audit_counts], args)
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEvent]:
@@ -615,7 +636,7 @@ class RedisStore:
         until = None if query.until is None else to_micros(query.until)
         result = None if query.result is None else query.result.value
         found: list[AuditEvent] = []
-        with self._failures("reading audit events"):
+        async with self._failures("reading audit events"):
             while len(found) < query.limit:
                 if query.newest_first:
                     page = await self._client.xrevrange(self._audit, high, low, count=AUDIT_PAGE)
@@ -645,7 +666,7 @@ class RedisStore:
 
     async def prune_audit(self, before: datetime) -> int:
         minid = _stream_id(before)
-        with self._failures("pruning audit events"):
+        async with self._failures("pruning audit events"):
             # Entries are trimmed whole, by the time they were written. A batch entry holds many decisions:
             # their counts come from the small counts stream (the same ids), not from the batches.
             batches = decisions = 0
@@ -664,7 +685,7 @@ class RedisStore:
     # -- nonces ------------------------------------------------------------------------------
     async def claim_nonce(self, scope: str, nonce: str, ttl: float) -> bool:
         check_ttl(ttl)
-        with self._failures("claiming a nonce"):
+        async with self._failures("claiming a nonce"):
             claimed = await self._client.set(
                 f"{self._prefix}:nonce:{scope}:{nonce}", "1", nx=True, px=max(1, int(ttl * 1000))
             )
@@ -672,25 +693,25 @@ class RedisStore:
 
     # -- shared cache ------------------------------------------------------------------------
     async def cache_get(self, key: str) -> str | None:
-        with self._failures("reading the cache"):
+        async with self._failures("reading the cache"):
             value = await self._client.get(self._cache + key)
         return None if value is None else _text(value)
 
     async def cache_set(self, key: str, value: str, ttl: float) -> None:
         check_cache_ttl(ttl)
-        with self._failures("writing the cache"):
+        async with self._failures("writing the cache"):
             await self._client.set(self._cache + key, value, px=max(1, int(ttl * 1000)))
 
     async def cache_delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        with self._failures("deleting cache entries"):
+        async with self._failures("deleting cache entries"):
             return await self._delete_keys([self._cache + key for key in keys])
 
     async def cache_purge(self, prefix: str) -> int:
         pattern = _glob_escape(self._cache + prefix) + "*"
         deleted = 0
-        with self._failures("purging the cache"):
+        async with self._failures("purging the cache"):
             batch: list[str] = []
             async for key in self._client.scan_iter(match=pattern, count=1000):  # every primary of a cluster
                 batch.append(_text(key))
@@ -712,7 +733,7 @@ class RedisStore:
     # -- notifications -----------------------------------------------------------------------
     async def publish_invalidation(self, kind: InvalidationKind, ident: str = "") -> None:
         self._emit(kind, ident)
-        with self._failures("publishing a change"):
+        async with self._failures("publishing a change"):
             await self._client.publish(self._channel, Invalidation(kind, ident).encode())
 
     async def subscribe(self, listener: InvalidationListener) -> Subscription:

@@ -212,6 +212,21 @@ async def test_audit_maxlen_counts_decisions_in_batches(redis_url: str) -> None:
     assert kept[0].credential_id.startswith("b249-")  # the newest batch stays
 
 
+async def test_more_operations_than_connections_wait_for_one_instead_of_failing(redis_url: str) -> None:
+    # redis-py's pool refuses a connection over its cap at once (MaxConnectionsError): a burst of replay-protected
+    # requests then got 503 store.unavailable. The store queues its operations for a free connection instead.
+    prefix = unique_prefix()
+    store = await open_store(with_prefix(redis_url, prefix) + "&max_connections=2")
+    try:
+        results = await asyncio.gather(*(store.claim_nonce("burst", f"n-{i}", 60) for i in range(50)))
+        tokens = await asyncio.gather(*(store.get_token(f"{i:064x}") for i in range(20)))
+    finally:
+        await store.close()
+        delete_prefixed(redis_url, prefix)
+    assert results == [True] * 50
+    assert tokens == [None] * 20
+
+
 async def test_the_password_can_come_from_a_file(tmp_path: Path) -> None:
     server = start_redis(tmp_path, "--requirepass", "s3cret-from-a-file")
     try:
