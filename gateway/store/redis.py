@@ -51,6 +51,7 @@ from gateway.store.base import (
     Usage,
     service_key_ref,
 )
+from gateway.store.batching import Batcher
 from gateway.store.codec import (
     AUDIT_COLUMNS,
     AuditRow,
@@ -204,6 +205,9 @@ class RedisStore:
         if self._audit_maxlen <= 0 or self._timeout <= 0 or self._max_connections <= 0:
             raise StoreConfigError(f"{self._url}: audit_maxlen, timeout and max_connections must be positive")
         self._slots = asyncio.Semaphore(self._max_connections)
+        self._nonces = Batcher(
+            self._claim_nonces, "gateway-redis-nonces", f"store {self._url}: a nonce claim was interrupted"
+        )
         self._sentinel: Sentinel | None = None
         password = _password_from(options["password_file"], plain, self._url) if "password_file" in options else None
         self._client: Client = self._build_client(plain, options.get("sentinel_password"), password)
@@ -323,6 +327,7 @@ class RedisStore:
         return None
 
     async def close(self) -> None:
+        await self._nonces.drain()  # the claims already made are answered first
         task, self._listener_task = self._listener_task, None
         if task is not None:
             task.cancel()
@@ -684,12 +689,20 @@ class RedisStore:
 
     # -- nonces ------------------------------------------------------------------------------
     async def claim_nonce(self, scope: str, nonce: str, ttl: float) -> bool:
+        """Claimed in batches (:mod:`gateway.store.batching`): the claims made while one pipeline of ``SET NX``
+        is answered go in the next. A command each cost ~90 µs of the gateway's CPU with 32 in flight."""
         check_ttl(ttl)
-        async with self._failures("claiming a nonce"):
-            claimed = await self._client.set(
-                f"{self._prefix}:nonce:{scope}:{nonce}", "1", nx=True, px=max(1, int(ttl * 1000))
-            )
-        return bool(claimed)
+        return await self._nonces.submit((f"{self._prefix}:nonce:{scope}:{nonce}", max(1, int(ttl * 1000))))
+
+    async def _claim_nonces(self, batch: list[tuple[str, int]]) -> list[bool]:
+        async with self._failures("claiming nonces"):
+            if len(batch) == 1:
+                key, ttl_ms = batch[0]
+                return [bool(await self._client.set(key, "1", nx=True, px=ttl_ms))]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, ttl_ms in batch:
+                    pipe.set(key, "1", nx=True, px=ttl_ms)
+                return [bool(claimed) for claimed in await pipe.execute()]
 
     # -- shared cache ------------------------------------------------------------------------
     async def cache_get(self, key: str) -> str | None:

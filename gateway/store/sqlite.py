@@ -41,6 +41,7 @@ from gateway.store.base import (
     Usage,
     service_key_ref,
 )
+from gateway.store.batching import Batcher
 from gateway.store.codec import (
     AUDIT_COLUMNS,
     AuditRow,
@@ -148,9 +149,9 @@ class SqliteStore:
         self._last_seq = 0
         self._own_seqs: set[int] = set()
         self._nonce_claims = 0
-        # Nonce claims waiting for the next batch (see claim_nonce), and the task writing them.
-        self._nonce_queue: list[tuple[str, str, int, asyncio.Future[bool]]] = []
-        self._nonce_writer: asyncio.Task[None] | None = None
+        self._nonces = Batcher(
+            self._claim_nonces, "gateway-sqlite-nonces", f"store {url}: a nonce claim was interrupted"
+        )
         self._cache_writes = 0
 
     @property
@@ -255,8 +256,7 @@ class SqliteStore:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
             self._poller = None
-        if self._nonce_writer is not None:  # the claims already made are answered first
-            await asyncio.gather(self._nonce_writer, return_exceptions=True)
+        await self._nonces.drain()  # the claims already made are answered first
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -605,47 +605,20 @@ class SqliteStore:
 
     # -- nonces ------------------------------------------------------------------------------
     async def claim_nonce(self, scope: str, nonce: str, ttl: float) -> bool:
-        """Claimed in batches: the claims made while the store's thread writes the previous batch go in the
-        next one, one transaction. A claim per statement cost ~160 µs of CPU, ~140 of them handing the call
-        to the store's thread and the answer back (docs/store.md); a replay-protected route claims one per
-        request, so under load a batch holds about as many claims as requests are in flight."""
+        """Claimed in batches (:mod:`gateway.store.batching`): the claims made while the store's thread writes
+        one batch go in the next, one transaction."""
         rules.check_ttl(ttl)
         if self._executor is None:
             raise StoreUnavailable(f"store {self.url} is not open")
-        loop = asyncio.get_running_loop()
-        claimed: asyncio.Future[bool] = loop.create_future()
-        self._nonce_queue.append((scope, nonce, int(ttl * 1_000_000), claimed))
-        if self._nonce_writer is None:
-            self._nonce_writer = loop.create_task(self._write_nonces(), name="gateway-sqlite-nonces")
-        return await claimed
+        return await self._nonces.submit((scope, nonce, int(ttl * 1_000_000)))
 
-    async def _write_nonces(self) -> None:
-        try:
-            while self._nonce_queue:
-                batch, self._nonce_queue = self._nonce_queue, []
-                now = time.time_ns() // 1000
-                before = self._nonce_claims
-                self._nonce_claims += len(batch)
-                sweep = before // _NONCE_SWEEP_EVERY != self._nonce_claims // _NONCE_SWEEP_EVERY
-                claims = [(scope, nonce, now + ttl, now) for scope, nonce, ttl, _ in batch]
-                try:
-                    results = await self._call(partial(_claim_nonces, claims=claims, sweep=sweep, now=now))
-                except BaseException as exc:
-                    for *_, claimed in batch:
-                        if not claimed.done():  # its request may have been cancelled meanwhile
-                            claimed.set_exception(
-                                StoreUnavailable(exc.detail)
-                                if isinstance(exc, StoreError)
-                                else StoreUnavailable(f"store {self.url}: the nonce claim was interrupted")
-                            )
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (*_, claimed), result in zip(batch, results, strict=True):
-                    if not claimed.done():
-                        claimed.set_result(result)
-        finally:
-            self._nonce_writer = None
+    async def _claim_nonces(self, batch: list[tuple[str, str, int]]) -> list[bool]:
+        now = time.time_ns() // 1000
+        before = self._nonce_claims
+        self._nonce_claims += len(batch)
+        sweep = before // _NONCE_SWEEP_EVERY != self._nonce_claims // _NONCE_SWEEP_EVERY
+        claims = [(scope, nonce, now + ttl, now) for scope, nonce, ttl in batch]
+        return await self._call(partial(_claim_nonces, claims=claims, sweep=sweep, now=now))
 
     # -- shared cache ------------------------------------------------------------------------
     async def cache_get(self, key: str) -> str | None:
