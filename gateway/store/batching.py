@@ -24,7 +24,8 @@ class Batcher(Generic[Item, Result]):
     (which answers a result per item, in order) until nothing is left.
 
     A failed write fails each of its batch's calls with a :class:`StoreUnavailable` of its own (a store error's
-    detail, or ``interrupted`` for a cancellation); a call whose caller was cancelled is simply not answered.
+    detail, or ``interrupted`` and the error's type for anything else, a cancellation included); a call whose
+    caller was cancelled is simply not answered.
     """
 
     def __init__(self, write: Callable[[list[Item]], Awaitable[Sequence[Result]]], name: str, interrupted: str) -> None:
@@ -57,7 +58,11 @@ class Batcher(Generic[Item, Result]):
                     for _, answer in batch:
                         if not answer.done():  # its caller may have been cancelled meanwhile
                             answer.set_exception(
-                                StoreUnavailable(exc.detail if isinstance(exc, StoreError) else self._interrupted)
+                                StoreUnavailable(
+                                    exc.detail
+                                    if isinstance(exc, StoreError)
+                                    else f"{self._interrupted} ({type(exc).__name__})"
+                                )
                             )
                     if not isinstance(exc, Exception):
                         raise
