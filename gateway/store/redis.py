@@ -196,14 +196,9 @@ class RedisStore:
         self._prefix = options.get("prefix", DEFAULT_PREFIX)
         if not _PREFIX.match(self._prefix):
             raise StoreConfigError(f"{self._url}: prefix is 1-64 characters of [A-Za-z0-9_.:-]")
-        try:
-            self._audit_maxlen = int(options.get("audit_maxlen", DEFAULT_AUDIT_MAXLEN))
-            self._timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
-            self._max_connections = int(options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
-        except ValueError:
-            raise StoreConfigError(f"{self._url}: audit_maxlen, timeout and max_connections are numbers") from None
-        if self._audit_maxlen <= 0 or self._timeout <= 0 or self._max_connections <= 0:
-            raise StoreConfigError(f"{self._url}: audit_maxlen, timeout and max_connections must be positive")
+        self._audit_maxlen = int(self._positive(options, "audit_maxlen", DEFAULT_AUDIT_MAXLEN, int))
+        self._timeout = self._positive(options, "timeout", DEFAULT_TIMEOUT, float)
+        self._max_connections = int(self._positive(options, "max_connections", DEFAULT_MAX_CONNECTIONS, int))
         self._slots = asyncio.Semaphore(self._max_connections)
         self._nonces = Batcher(
             self._claim_nonces, "gateway-redis-nonces", f"store {self._url}: a nonce claim was interrupted"
@@ -222,6 +217,19 @@ class RedisStore:
         self._listeners = ListenerSet()
         self._listener_task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+
+    def _positive(self, options: Mapping[str, str], name: str, default: float, kind: type[float] | type[int]) -> float:
+        """The URL option ``name`` as a positive number of ``kind``, or ``default``; refused naming it otherwise."""
+        raw = options.get(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise StoreConfigError(f"{self._url}: {name} must be a number, got {raw!r}") from None
+        if value <= 0:
+            raise StoreConfigError(f"{self._url}: {name} must be positive, got {raw!r}")
+        return value
 
     def _build_client(self, url: str, sentinel_password: str | None, password: str | None = None) -> Client:
         """``password`` (from ``password_file``) is the server's; the URL then holds none."""
