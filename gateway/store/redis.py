@@ -111,6 +111,15 @@ def _fields(mapping: object) -> dict[str, str]:
     return {_text(name): _text(value) for name, value in mapping.items()}
 
 
+def _may_hold(batch: Mapping[str, str], since: int | None, until: int | None) -> bool:
+    """Whether a batch entry may hold decisions timed in ``[since, until)`` (microseconds), by its first and last
+    times; an entry without them (not written by this version) is read to find out."""
+    first, last = batch.get("first", ""), batch.get("last", "")
+    if not (first.isdigit() and last.isdigit()):
+        return True
+    return (since is None or int(last) >= since) and (until is None or int(first) < until)
+
+
 def _glob_escape(text: str) -> str:
     """``text`` matched literally by SCAN MATCH (Redis glob: ``* ? [ ] \\`` are special)."""
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
@@ -663,9 +672,7 @@ class RedisStore:
                         event = from_row(AuditEvent, fields)
                         if query.matches(event):
                             found.append(event)
-                    elif (since is None or int(fields["last"]) >= since) and (
-                        until is None or int(fields["first"]) < until
-                    ):
+                    elif _may_hold(fields, since, until):
                         found += map(row_event, matching(decode(batch), since, until, query.principal, result))
                 if len(entries) < AUDIT_PAGE:
                     break
