@@ -83,6 +83,7 @@ _SPARE_CONNECTIONS = 4  # beyond the operations: the change-notification subscri
 AUDIT_CLOCK_SLACK = timedelta(minutes=5)
 AUDIT_PAGE = 100  # stream entries per read: a batch entry holds up to the audit trail's batch_size decisions
 USAGE_CHUNK = 1000
+AUDIT_COUNTS_PAGE = 1000  # entries of the batch counts stream per read (retention)
 _OPTIONS = frozenset({"prefix", "audit_maxlen", "timeout", "max_connections", "sentinel_password", "password_file"})
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -692,10 +693,10 @@ class RedisStore:
             batches = decisions = 0
             low = "-"
             while True:
-                page = await self._client.xrange(self._audit_counts, low, f"({minid}", count=USAGE_CHUNK) or []
+                page = await self._client.xrange(self._audit_counts, low, f"({minid}", count=AUDIT_COUNTS_PAGE) or []
                 batches += len(page)
                 decisions += sum(int(_fields(raw).get("events", 0)) for _, raw in page)
-                if len(page) < USAGE_CHUNK:
+                if len(page) < AUDIT_COUNTS_PAGE:
                     break
                 low = f"({_text(page[-1][0])}"
             entries = int(await self._client.xtrim(self._audit, minid=minid, approximate=False))
@@ -711,9 +712,6 @@ class RedisStore:
 
     async def _claim_nonces(self, batch: list[tuple[str, int]]) -> list[bool]:
         async with self._failures("claiming nonces"):
-            if len(batch) == 1:
-                key, ttl_ms = batch[0]
-                return [bool(await self._client.set(key, "1", nx=True, px=ttl_ms))]
             async with self._client.pipeline(transaction=False) as pipe:
                 for key, ttl_ms in batch:
                     pipe.set(key, "1", nx=True, px=ttl_ms)

@@ -608,8 +608,6 @@ class SqliteStore:
         """Claimed in batches (:mod:`gateway.store.batching`): the claims made while the store's thread writes
         one batch go in the next, one transaction."""
         rules.check_ttl(ttl)
-        if self._executor is None:
-            raise StoreUnavailable(f"store {self.url} is not open")
         return await self._nonces.submit((scope, nonce, int(ttl * 1_000_000)))
 
     async def _claim_nonces(self, batch: list[tuple[str, str, int]]) -> list[bool]:

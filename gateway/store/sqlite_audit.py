@@ -42,8 +42,6 @@ from gateway.store.decision_text import (
 )
 from gateway.store.errors import StoreConfigError
 
-__all__ = ["check_support", "decode", "encode", "insert", "prune", "query"]
-
 # Through the view audit_batch_input (sqlite_schema): its trigger writes the batch, then its keys (the JSON
 # array, through json_each, built into SQLite since 3.38), in the one step of this one statement. The
 # sqlite3 module hands the GIL to the event loop's thread and takes it back around every step, and

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.store import AuditQuery, Store, open_store
 from gateway.store.codec import decision_row
-from gateway.store.sqlite_audit import decode, encode
+from gateway.store.decision_text import decode, encode
 from gateway.store.sqlite_schema import SCHEMA_VERSION
 from tests.store.records import event
 
