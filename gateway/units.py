@@ -7,11 +7,15 @@ for example ``routes[0].timeouts.read: not a duration: '3 parsecs'``.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+# The longest duration accepted anywhere: 100 years (36500d). Longer ones mean "never" and would overflow
+# datetime arithmetic (a lifetime added to now) and the event loop's timers.
+MAX_DURATION = 36500 * 86400.0
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?\s*$")
 _SIZE_UNITS = {
@@ -64,14 +68,20 @@ def parse_duration(value: object) -> float:
     """``2s``, ``500ms``, ``5m``, ``1h``, ``90d`` or a number of seconds -> seconds."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
+    if isinstance(value, float):
+        seconds = value
+    elif isinstance(value, int):  # compared before float(), which overflows on a very large one
+        seconds = float(value) if abs(value) <= MAX_DURATION else (math.inf if value > 0 else -math.inf)
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     else:
         raise ValueError(f"not a duration (use e.g. 500ms, 2s, 5m): {value!r}")
+    if math.isnan(seconds):
+        raise ValueError(f"not a duration: {value!r}")
     if seconds < 0:
         raise ValueError(f"must not be negative: {value!r}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"too long (at most 36500d, 100 years): {value!r}")
     return seconds
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,26 @@ def test_the_shipped_config_is_valid() -> None:
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("36501d", "too long (at most 36500d, 100 years)"),
+        (10**400, "too long"),  # float() of it would overflow
+        (float("inf"), "too long"),  # YAML .inf, JSON Infinity
+        (float("nan"), "not a duration"),
+        ("-1s", "not a duration"),
+        (-5, "must not be negative"),
+    ],
+)
+def test_durations_refused(value: object, detail: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(detail)):
+        parse_duration(value)
+
+
+def test_a_duration_of_100_years_is_accepted() -> None:
+    assert parse_duration("36500d") == 36500 * 86400
 
 
 @pytest.mark.parametrize(("text", "size"), [("10MiB", 10485760), ("1KB", 1000), ("64KiB", 65536), (512, 512)])

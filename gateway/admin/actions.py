@@ -165,7 +165,10 @@ class CredentialAdmin:
         if not old.live or not old.usable_at(now):
             raise Conflict(f"token {old.name!r} ({credential_id(old.token_hash)}) is not active: cannot rotate it")
         if expires is None and old.expires is not None:
-            expires = now + (old.expires - old.created)
+            try:
+                expires = now + (old.expires - old.created)
+            except OverflowError:  # a lifetime of thousands of years (say, expires 9999-12-31): keep its expiry
+                expires = old.expires
         text, new = ServiceToken.issue(
             name=old.name,
             owner=old.owner,

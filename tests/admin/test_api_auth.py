@@ -111,6 +111,15 @@ async def test_unknown_paths_need_auth_first_then_404_or_405(api: AdminApi) -> N
     assert (await wrong_method.json())["code"] == "admin.method_not_allowed"
 
 
+async def test_a_path_with_a_line_feed_is_an_unknown_path_not_a_500(api: AdminApi) -> None:
+    # %0A decodes to a line feed, which a "." in a route pattern does not match (found by schemathesis).
+    anonymous = await api.client.get("/admin/v1/clients/a%0Ab")
+    assert anonymous.status == 401
+    missing = await api.client.post("/admin/v1/x%0Ay/retire", headers={"Authorization": f"Bearer {OPS_TOKEN}"})
+    assert missing.status == 404
+    assert (await missing.json())["detail"] == "no admin endpoint /admin/v1/x\ny/retire"
+
+
 async def test_admin_tokens_are_compared_whatever_their_position(api: AdminApi) -> None:
     # Both configured tokens work; the second line is a plain token hashed on load.
     assert (await api.call("listTokens"))[0] == 200

@@ -117,6 +117,26 @@ async def test_cleanup_and_expiring(api: AdminApi, runtime: Runtime) -> None:
     assert len(await runtime.store.list_tokens()) == 2
 
 
+async def test_durations_too_long_for_a_date_are_400(api: AdminApi) -> None:
+    # Found by schemathesis: each overflowed datetime arithmetic into a 500.
+    await create(api)
+    for operation, extra in (
+        ("cleanupTokens", {"json": {"older_than": "6414494533954d"}}),
+        ("rotateToken", {"ref": "ci", "json": {"grace": "36501d"}}),
+        ("rotateToken", {"ref": "ci", "json": {"grace": "99999999999999999999d"}}),
+        ("listTokens", {"params": {"expiring_within": "99999999999999999999d"}}),
+    ):
+        status, problem = await api.call(operation, **extra)
+        assert status == 400, (operation, problem)
+
+
+async def test_a_token_expiring_in_the_year_9999_rotates_keeping_its_expiry(api: AdminApi) -> None:
+    await create(api, expires="9999-12-31T00:00:00Z")
+    status, body = await api.call("rotateToken", ref="ci", json={"grace": "0s"})
+    assert status == 201, body
+    assert body["record"]["expires"].startswith("9999-12-31T00:00:00")
+
+
 async def test_import_legacy_hashes_all_or_nothing(api: AdminApi, runtime: Runtime) -> None:
     legacy = ["sk_" + hashlib.sha256(str(i).encode()).hexdigest() for i in range(3)]
     items = [{"name": f"legacy-{i}", "owner": "old", "token_hash": hash_token(t)} for i, t in enumerate(legacy)]
@@ -145,6 +165,7 @@ BAD_CREATE = [
     ({"name": "ci", "owner": "x", "expires": "2001-01-01T00:00:00Z"}, "expiry is in the past"),
     ({"name": "ci", "owner": "x", "expires": "tomorrow"}, "expires: not a time"),
     ({"name": "ci", "owner": "x", "expires_in": 30}, "expires_in: expected a duration string"),
+    ({"name": "ci", "owner": "x", "expires_in": "9" * 30 + "d"}, "expires_in: too long (at most 36500d"),
     ({"name": "ci", "owner": "x", "expires_in": "30d", "expires": "2099-01-01"}, "not both"),
     ({"name": "ci", "owner": "x", "colour": "red"}, "colour: unknown field"),
     ({"name": "bad name", "owner": "x"}, "name: a name is 1-128 characters"),

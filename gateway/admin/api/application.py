@@ -81,7 +81,8 @@ def create_admin_api(runtime: Runtime, operations: Sequence[Operation] = OPERATI
         handler = _serve_openapi if operation is OPENAPI_OPERATION else _endpoint(operation)
         app.router.add_route(operation.method, operation.path, handler)
     templates = [(_template(op.path), op.method) for op in operations]
-    app.router.add_route("*", "/{tail:.*}", _unknown_endpoint(templates))
+    # [\s\S]: a decoded path may hold a line feed (%0A), which "." does not match.
+    app.router.add_route("*", "/{tail:[\\s\\S]*}", _unknown_endpoint(templates))
     return app
 
 
