@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.admin.api import mount_admin_api
 from gateway.admin.health import READINESS, REGISTRY, Readiness, add_health_routes
+from gateway.observability.logging import ServerLog
 from gateway.observability.metrics import GatewayMetrics
 from gateway.proxy import Gateway
 from gateway.runtime import Runtime
@@ -34,6 +35,7 @@ def create_app(
         handler_args={
             "max_field_size": settings.max_header_size,
             "max_line_size": settings.max_header_size,
+            "logger": ServerLog(gateway.metrics.malformed_requests.inc),  # unparsable requests: one line each
         }
     )
     app[GATEWAY] = gateway
@@ -59,7 +61,8 @@ def create_app(
 
     app.cleanup_ctx.append(upstream_sessions)
     app.on_shutdown.append(close_websockets)
-    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+    # [\s\S]: every path, also one holding a decoded line feed (%0A), which "." does not match.
+    app.router.add_route("*", "/{tail:[\\s\\S]*}", gateway.handle)
     return app
 
 
@@ -67,7 +70,7 @@ def create_admin_app(
     gateway: Gateway, readiness: Readiness | None = None, runtime: Runtime | None = None
 ) -> web.Application:
     """The admin application: metrics, health and readiness; with a runtime, the store check and the admin API."""
-    app = web.Application()
+    app = web.Application(handler_args={"logger": ServerLog(gateway.metrics.malformed_requests.inc)})
     app[REGISTRY] = gateway.metrics.registry
     app[READINESS] = readiness or Readiness()
     app[GATEWAY] = gateway

@@ -283,7 +283,7 @@ class Gateway:
                     response = outcome.response
                     status = response.status
                     return response
-            if route.settings.websocket and _is_websocket_upgrade(headers):
+            if route.settings.websocket and "Upgrade" in headers and _is_websocket_upgrade(request, headers):
                 status = 101
                 principal = outcome.principal if outcome is not None else None
                 return await proxy_websocket(
@@ -407,7 +407,7 @@ class Gateway:
         identity = self.identity
         for name, value in headers.items():
             lower = name.lower()
-            if lower in skip or (websocket and lower.startswith("sec-websocket-")):
+            if lower in skip or (websocket and (lower.startswith("sec-websocket-") or lower == "content-length")):
                 continue
             rule = identity.match(lower)
             if rule is not None:
@@ -512,9 +512,17 @@ def _response_headers(upstream_headers: CIMultiDictProxy[str], cors: bool = Fals
     return out
 
 
-def _is_websocket_upgrade(headers: CIMultiDictProxy[str]) -> bool:
+def _is_websocket_upgrade(request: web.Request, headers: CIMultiDictProxy[str]) -> bool:
+    """A WebSocket opening handshake (RFC 6455 §4.1): ``GET`` with ``Upgrade: websocket`` named in
+    ``Connection``. Anything else carrying an ``Upgrade`` header is an ordinary request, forwarded without it
+    (a hop-by-hop header); :func:`proxy_websocket` checks the handshake's own headers."""
     upgrade = headers.get("Upgrade")
-    return upgrade is not None and upgrade.lower() == "websocket"
+    return (
+        upgrade is not None
+        and upgrade.lower() == "websocket"
+        and request.method == "GET"
+        and "upgrade" in connection_listed(headers)
+    )
 
 
 def _add_cors(headers: CIMultiDict[str], cors: dict[str, str]) -> None:

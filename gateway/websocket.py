@@ -41,13 +41,21 @@ WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
 class UpstreamRejected(GatewayError):
-    """The upstream answered the WebSocket handshake with a non-101 status."""
+    """The upstream answered the WebSocket handshake with a status other than 101: its refusal (4xx) is
+    passed on; any other answer (a 200 from a server that does not speak WebSocket there) is a 502."""
 
     code = "upstream.websocket_rejected"
 
     def __init__(self, status: int) -> None:
         super().__init__(f"upstream refused the WebSocket upgrade with status {status}")
-        self.status = status  # type: ignore[misc]  # per-instance: pass the upstream's status on
+        self.status = status if 400 <= status < 500 else 502  # type: ignore[misc]  # per instance
+
+
+class BadHandshake(GatewayError):
+    """The client's WebSocket opening handshake lacks what RFC 6455 requires (``Sec-WebSocket-Key``...)."""
+
+    status = 400
+    code = "request.bad_websocket_handshake"
 
 
 def _offered_protocols(request: web.Request) -> tuple[str, ...]:
@@ -196,18 +204,25 @@ async def proxy_websocket(
     recheck: Recheck | None = None,
 ) -> web.WebSocketResponse:
     """Proxy one WebSocket; ``expires_at`` (Unix seconds): when the credential it was opened with expires;
-    ``recheck``: asks its policy again when a credential changes (:class:`CredentialWatch`)."""
+    ``recheck``: asks its policy again when a credential changes (:class:`CredentialWatch`).
+
+    The client's handshake is checked before the upstream is dialled; the upstream's answer to its own is
+    awaited for the route's read timeout at most, like any answer."""
+    client = web.WebSocketResponse(autoclose=False, autoping=True, max_msg_size=4 * 1024 * 1024)
+    if not client.can_prepare(request).ok:
+        raise BadHandshake("not a valid WebSocket opening handshake (RFC 6455: Sec-WebSocket-Key, -Version: 13)")
     session = gateway.sessions[route.origin]
     try:
-        upstream = await session.ws_connect(
-            url,
-            headers=headers,
-            protocols=_offered_protocols(request),
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
-            autoclose=False,
-            autoping=True,
-            max_msg_size=4 * 1024 * 1024,
-        )
+        async with asyncio.timeout(route.settings.timeouts.read or None):
+            upstream = await session.ws_connect(
+                url,
+                headers=headers,
+                protocols=_offered_protocols(request),
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+                autoclose=False,
+                autoping=True,
+                max_msg_size=4 * 1024 * 1024,
+            )
     except aiohttp.WSServerHandshakeError as exc:
         if exc.status and exc.status != 101 and exc.status < 500:
             raise UpstreamRejected(exc.status) from exc

@@ -471,3 +471,85 @@ async def test_websocket_to_a_dead_upstream_is_502(make_gateway: GatewayFactory)
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await client.ws_connect("/chat/ws")
     assert caught.value.status == 502
+
+
+# Found by fuzzing the gateway with raw requests: each of these hung, or answered 200 with a problem document.
+
+
+async def test_an_upgrade_header_on_a_request_that_is_not_a_handshake_is_an_ordinary_request(
+    make_gateway: GatewayFactory,
+) -> None:
+    client = await make_gateway()
+    # Not GET, Upgrade not listed in Connection, a body: forwarded as HTTP, the hop-by-hop Upgrade dropped.
+    # (It used to be dialled as a WebSocket with the body's Content-Length: the upstream waited for a body.)
+    status, reply = await asyncio.wait_for(
+        raw_request(
+            client.host,
+            client.server.port or 0,
+            "PATCH /x/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nContent-Length: 2",
+            b"{}",
+        ),
+        10,
+    )
+    assert status == 200, reply
+    echo = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert echo["method"] == "PATCH" and echo["body_bytes"] == 2
+    assert header_values(echo, "Upgrade") == []
+
+
+async def test_a_handshake_without_its_key_is_400_and_the_upstream_is_not_dialled(
+    make_gateway: GatewayFactory, upstream_state: UpstreamState
+) -> None:
+    client = await make_gateway()
+    status, reply = await raw_request(
+        client.host,
+        client.server.port or 0,
+        "GET /chat/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade",
+    )
+    assert status == 400
+    assert b'"code":"request.bad_websocket_handshake"' in reply
+    assert upstream_state.requests == 0
+
+
+async def test_a_websocket_to_an_upstream_answering_200_is_502(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await client.ws_connect("/chat/echo")  # the upstream answers this path with a 200 JSON echo
+    assert caught.value.status == 502
+
+
+async def test_an_upstream_silent_on_the_handshake_is_504_after_the_read_timeout(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway(routes=[{"name": "slow", "prefix": "/", "timeouts": {"read": "100ms"}}])
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await asyncio.wait_for(client.ws_connect("/chat/slow?s=3"), 2)
+    assert caught.value.status == 504
+
+
+async def test_a_path_holding_an_encoded_line_feed_reaches_the_handler(
+    make_gateway: GatewayFactory, upstream_state: UpstreamState
+) -> None:
+    client = await make_gateway()
+    status, reply = await raw_request(client.host, client.server.port or 0, "GET /a%0Ab/echo HTTP/1.1\r\nHost: x")
+    assert status == 200, reply
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["raw_path"] == "/a%0Ab/echo"  # forwarded as sent
+    assert b"X-Request-Id" in reply
+
+
+async def test_a_request_aiohttp_cannot_parse_is_one_log_line_without_its_bytes(
+    make_gateway: GatewayFactory, admin_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_gateway()
+    secret = "sk_" + "s" * 9000  # over max_header_size: aiohttp refuses the line and used to log it whole
+    with caplog.at_level(logging.INFO):
+        status, _ = await raw_request(
+            client.host, client.server.port or 0, f"GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}"
+        )
+    assert status == 400
+    refused = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert [(r.levelname, r.getMessage(), r.__dict__["error"]) for r in refused] == [
+        ("INFO", "malformed request refused", "LineTooLong")
+    ]
+    assert refused[0].exc_info is None
+    assert not any("sssssss" in r.getMessage() or r.exc_info for r in caplog.records)
+    metrics = await (await (await admin_client(client)).get("/metrics")).text()
+    assert "gateway_malformed_requests_total 1.0" in metrics

@@ -96,7 +96,7 @@ async def _handler(request: web.Request) -> web.StreamResponse:
 def create_upstream() -> web.Application:
     app = web.Application(client_max_size=2**40)
     app[UPSTREAM_STATE] = UpstreamState()
-    app.router.add_route("*", "/{tail:.*}", _handler)
+    app.router.add_route("*", "/{tail:[\\s\\S]*}", _handler)  # [\s\S]: paths with a line feed too
     return app
 
 

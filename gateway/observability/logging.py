@@ -13,7 +13,15 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp.http_exceptions import HttpProcessingError
+
+if TYPE_CHECKING:
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:
+    _LoggerAdapter = logging.LoggerAdapter
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -95,3 +103,35 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
     logging.logMultiprocessing = False
     # aiohttp's own access log would duplicate ours.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class ServerLog(_LoggerAdapter):
+    """aiohttp's server logger (``aiohttp.server``) as the gateway's listeners use it.
+
+    aiohttp answers a request it cannot parse (a malformed request line or header, a line
+    longer than ``max_header_size``) with a 400 itself, and logs the parser's exception at
+    ERROR with a traceback and a message quoting the offending bytes. A stream of garbage
+    would fill the log with tracebacks, and the quoted header may be a credential. Such a
+    refusal is logged here as one INFO line naming the client and the kind of error, never
+    the bytes, and reported to ``on_malformed`` (a metric). Every other exception keeps
+    aiohttp's logging.
+    """
+
+    def __init__(self, on_malformed: Callable[[], None] | None = None) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self.on_malformed = on_malformed
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            if self.on_malformed is not None:
+                self.on_malformed()
+            self.logger.info(
+                "malformed request refused",
+                extra={
+                    "client_ip": args[0] if args else None,  # aiohttp's message: "... from %s", request.remote
+                    "error": type(exc_info).__name__,
+                    "status": exc_info.code,
+                },
+            )
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)

@@ -195,6 +195,11 @@ class GatewayMetrics:
         )
         # Decisions and their durations: one update each per authenticated request, lock-free as above.
         self.auth_series = AuthSeries(registry=self.registry)
+        self.malformed_requests = Counter(
+            "gateway_malformed_requests_total",
+            "Requests refused with 400 before any handler because they are not valid HTTP (either listener).",
+            registry=self.registry,
+        )
         self.auth_replays = Counter(
             "gateway_auth_replays_total",
             "Signatures or nonces refused because they were already used, by auth method.",
