@@ -26,6 +26,8 @@ from gateway.units import Address
 
 log = logging.getLogger("gateway.server")
 
+SHUTDOWN_FLOOR = 0.1  # seconds left to requests cancelled at the drain deadline to finish their cleanup
+
 # The cyclic garbage collector's first threshold while serving (CPython's default: 700). See settle_memory.
 GC_THRESHOLD = 7_000
 
@@ -126,7 +128,9 @@ async def _serve(settings: Settings, runtime: Runtime, metrics: GatewayMetrics, 
         # arriving), so wait for in-flight requests here first.
         while gateway.in_flight > len(gateway.websockets) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        main_runner._shutdown_timeout = max(0.0, deadline - time.monotonic())  # the rest of the deadline
+        # The rest of the deadline, then aiohttp cancels what is still running. Never 0: aiohttp reads a
+        # shutdown timeout of 0 as "no limit" and would wait for a request stuck upstream (a read timeout later).
+        main_runner._shutdown_timeout = max(SHUTDOWN_FLOOR, deadline - time.monotonic())
         await main_runner.cleanup()
         log.info("drained", extra={"in_flight": gateway.in_flight})
     finally:

@@ -94,6 +94,27 @@ async def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path, up
         assert b"Traceback" not in stderr
 
 
+async def test_a_request_still_in_flight_at_the_drain_deadline_is_cut_and_the_process_exits(
+    tmp_path: Path, upstream: TestServer
+) -> None:
+    config = write_config(tmp_path, str(upstream.make_url("")).rstrip("/"), timeouts="{read: 60s}")
+    config.write_text(config.read_text().replace("drain_timeout: 10s", "drain_timeout: 1s"))
+    with gateway_process(config, stdout=subprocess.DEVNULL) as (process, port, _):
+        async with aiohttp.ClientSession() as session:
+            stuck = asyncio.ensure_future(session.get(f"http://127.0.0.1:{port}/slow?s=30"))
+            await asyncio.sleep(0.3)  # at the upstream, which answers in 30 s
+            sent = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            # It used to wait for the upstream (the rest of the deadline was 0, which aiohttp reads as no limit).
+            returncode = await asyncio.get_running_loop().run_in_executor(None, process.wait, 15)
+            assert returncode == 0
+            assert time.monotonic() - sent < 5
+            with pytest.raises(aiohttp.ClientError):
+                await asyncio.wait_for(stuck, 5)
+        _, stderr = process.communicate()
+        assert b'"msg":"drained"' in stderr
+
+
 async def test_sigterm_lets_an_upload_in_progress_finish(tmp_path: Path, upstream: TestServer) -> None:
     config = write_config(tmp_path, str(upstream.make_url("")).rstrip("/"))
     with gateway_process(config, stdout=subprocess.DEVNULL) as (process, port, _):
