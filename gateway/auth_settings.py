@@ -25,6 +25,7 @@ from gateway.units import (
     parse_bool,
     parse_count,
     parse_duration,
+    parse_file,
     parse_network,
     parse_positive_duration,
     parse_size,
@@ -264,20 +265,6 @@ def _claim(value: object) -> str:
     return value
 
 
-def _file(value: object) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a file path, got {value!r}")
-    path = Path(value)
-    if not path.is_file():
-        raise ValueError(f"file not found: {value!r}")
-    try:
-        with path.open("rb"):
-            pass
-    except OSError:
-        raise ValueError(f"file not readable: {value!r}") from None
-    return path
-
-
 def _http_url(value: object) -> str:
     text = value if isinstance(value, str) else ""
     parts = urlsplit(text)
@@ -423,7 +410,7 @@ def _parse_static_entry(reader: _Reader, service_id: object, raw_entry: object) 
     if isinstance(raw_entry, list):  # the short form: a list of files
         raw_entry = {"files": raw_entry}
     entry = reader.mapping(raw_entry, ("files", "scopes", "tenant"))
-    files = reader.items(entry, "files", _file)
+    files = reader.items(entry, "files", parse_file)
     if not files and "files" not in entry:
         reader.problem("required", "files")
         return None
@@ -490,7 +477,7 @@ def _parse_provider(reader: _Reader, raw_provider: object, index: int) -> JwtPro
         reader.problem("exactly one of jwks_url, key_file, key_files, secret_file is required (or discovery: true)")
     key_files: list[tuple[str | None, Path]] = []
     if raw.get("key_file") is not None:
-        path = reader.value(raw, "key_file", _file, None)
+        path = reader.value(raw, "key_file", parse_file, None)
         if path is not None:
             key_files.append((None, path))
     raw_key_files = raw.get("key_files")
@@ -500,7 +487,7 @@ def _parse_provider(reader: _Reader, raw_provider: object, index: int) -> JwtPro
                 reader.problem("expected a mapping of kid to PEM file")
             else:
                 for kid in raw_key_files:
-                    path = reader.value(raw_key_files, kid, _file, None)
+                    path = reader.value(raw_key_files, kid, parse_file, None)
                     if path is not None:
                         key_files.append((str(kid), path))
     algorithms = reader.items(raw, "algorithms", parse_text)
@@ -512,7 +499,7 @@ def _parse_provider(reader: _Reader, raw_provider: object, index: int) -> JwtPro
         algorithms=tuple(algorithms),
         jwks_url=reader.value(raw, "jwks_url", _http_url, None),
         key_files=tuple(key_files),
-        secret_file=reader.value(raw, "secret_file", _file, None),
+        secret_file=reader.value(raw, "secret_file", parse_file, None),
         leeway=reader.value(raw, "leeway", parse_duration, 30.0),
         required_claims=tuple(claims) if "required_claims" in raw else ("exp", "iss", "aud", "sub"),
         tenant_claim=reader.value(raw, "tenant_claim", _claim, "tenant"),
@@ -575,7 +562,7 @@ class _JwksShape:
 def parse_context_signing(reader: _Reader, raw_section: object) -> ContextSigningSettings:
     with reader.at("context_signing"):
         raw = reader.mapping(raw_section, ("key_file", "key_id"))
-        key_file = reader.value(raw, "key_file", _file, None)
+        key_file = reader.value(raw, "key_file", parse_file, None)
         key_id = reader.value(raw, "key_id", _name, "gw1")
         key = b""
         if key_file is not None:

@@ -41,10 +41,12 @@ from gateway.units import (
     parse_network,
     parse_positive_duration,
     parse_positive_int,
+    parse_secret_file,
     parse_size,
 )
 
 T = TypeVar("T")
+MAX_PROBLEM = 300  # characters of a problem's message (after its key)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_CONFIG_PATH = "config/gateway.yaml"
@@ -177,6 +179,8 @@ class _Reader:
         return text or "<root>"
 
     def problem(self, message: str, key: str | int | None = None) -> None:
+        if len(message) > MAX_PROBLEM:  # a message quotes the value: one pasted by mistake may be huge
+            message = message[: MAX_PROBLEM - 3] + "..."
         self.problems.append(f"{self.where(key)}: {message}")
 
     def mapping(self, raw: object, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -243,23 +247,12 @@ def _store_url(value: object) -> str:
     return value
 
 
-def _secret_file(value: object) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a file path, got {value!r}")
-    path = Path(value)
-    if not path.is_file():
-        raise ValueError(f"secret file not found: {value!r}")
-    if not os.access(path, os.R_OK):
-        raise ValueError(f"secret file not readable: {value!r}")
-    return path
-
-
 def _credentials(reader: _Reader, raw_section: object, environ: Mapping[str, str]) -> CredentialSettings:
     defaults = CredentialSettings()
     allowed = ("kek_file", "cache_size", "cache_ttl", "negative_cache_ttl", "usage_flush_interval")
     with reader.at("credentials"):
         raw = reader.mapping(raw_section, allowed)
-        kek_file = reader.value(raw, "kek_file", _secret_file, None)
+        kek_file = reader.value(raw, "kek_file", parse_secret_file, None)
         kek = environ.get("GATEWAY_KEK") or None
         if kek_file is not None or kek is not None:
             from gateway.credentials.encryption import load_secret_box
@@ -427,7 +420,7 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         )
     with reader.at("admin"):
         raw_admin = reader.mapping(data.get("admin"), ("tokens_file",))
-        tokens_file = reader.value(raw_admin, "tokens_file", _secret_file, None)
+        tokens_file = reader.value(raw_admin, "tokens_file", parse_secret_file, None)
         admin_tokens = AdminTokens()
         if tokens_file is not None:
             try:
@@ -527,7 +520,11 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
     env = os.environ if environ is None else environ
     explicit = path or env.get("GATEWAY_CONFIG")
     config_path = Path(explicit or DEFAULT_CONFIG_PATH)
-    if not config_path.exists():
+    try:
+        exists = config_path.exists()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise ConfigError([f"config: cannot read {str(config_path)[:200]!r}: {exc}"]) from None
+    if not exists:
         if explicit:
             raise ConfigError([f"config: file not found: {str(config_path)!r}"])
         return parse_settings({}, env)

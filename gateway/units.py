@@ -10,6 +10,7 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -55,6 +56,25 @@ def parse_text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a non-empty string, got {value!r}")
     return value
+
+
+def parse_file(value: object, kind: str = "file") -> Path:
+    """A path naming a regular file this process can open; ``kind`` names it in errors (``secret file``)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a file path, got {value!r}")
+    path = Path(value)
+    try:
+        if not path.is_file():
+            raise ValueError(f"{kind} not found: {value!r}")
+        with path.open("rb"):
+            pass
+    except OSError as exc:  # permission denied, a name too long...
+        raise ValueError(f"{kind} not readable: {value!r} ({exc.strerror or exc})") from None
+    return path
+
+
+def parse_secret_file(value: object) -> Path:
+    return parse_file(value, "secret file")
 
 
 def parse_positive_duration(value: object) -> float:

@@ -118,6 +118,17 @@ def test_a_full_route_is_typed() -> None:
             "admin.tokens_file: secret file not found: '/nonexistent/admin-tokens'",
             id="missing-secret-file",
         ),
+        pytest.param(
+            {"admin": {"tokens_file": "/tmp/" + "a" * 5000}},  # os.stat fails with ENAMETOOLONG, found by fuzzing
+            "admin.tokens_file: secret file not readable: '/tmp/aaaa",
+            id="secret-file-name-too-long",
+        ),
+        pytest.param(
+            {"authn": {"jwt": {"providers": [{"name": "p", "issuer": "i", "key_file": "/" + "k" * 5000}]}}},
+            "authn.jwt.providers[0].key_file: file not readable",
+            id="key-file-name-too-long",
+        ),
+        pytest.param({"admin": {"tokens_file": "/tmp/x\x00"}}, "admin.tokens_file: secret file not found", id="nul-path"),
         pytest.param({"routes": [{"prefix": "/a"}]}, "routes[0].name: required", id="missing-name"),
         pytest.param(
             {"routes": [{"name": "a", "prefix": "v1", "upstream": UPSTREAM}]},
@@ -143,6 +154,18 @@ def test_a_full_route_is_typed() -> None:
 def test_each_problem_names_its_key_path(raw: Any, expected: str) -> None:
     found = problems(raw)
     assert any(line.startswith(expected) for line in found), found
+
+
+def test_a_huge_value_is_quoted_in_part() -> None:
+    (found,) = problems({"listen": "x" * 5000})
+    assert found.startswith("listen: not a host:port address: 'xxx") and found.endswith("...")
+    assert len(found) < 320
+
+
+def test_a_config_path_the_system_refuses_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings("/tmp/" + "c" * 5000, environ={})
+    assert caught.value.problems[0].startswith("config: cannot read '/tmp/ccc")
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -43,6 +43,7 @@ from gateway.units import (
     parse_duration,
     parse_positive_duration,
     parse_positive_int,
+    parse_secret_file,
     parse_size,
     parse_text,
 )
@@ -173,7 +174,7 @@ def parse_introspection(reader: _Reader, raw_section: object) -> IntrospectionSe
             reader.problem("OIDC discovery finds an RFC 7662 endpoint: a validate endpoint needs url", "issuer")
         client_auth = reader.value(raw, "client_auth", _choice(*CLIENT_AUTH), "none")
         client_id = reader.value(raw, "client_id", parse_text, None)
-        secret_file = reader.value(raw, "client_secret_file", _secret_file, None)
+        secret_file = reader.value(raw, "client_secret_file", parse_secret_file, None)
         secret = ""
         if client_auth == "basic" and client_id is None:
             reader.problem("required with client_auth basic", "client_id")
@@ -205,15 +206,6 @@ def parse_introspection(reader: _Reader, raw_section: object) -> IntrospectionSe
             invalid_statuses=frozenset(statuses) if "invalid_statuses" in raw else frozenset({401, 403, 404}),
             cache=_parse_cache(reader, raw.get("cache")),
         )
-
-
-def _secret_file(value: object) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a file path, got {value!r}")
-    path = Path(value)
-    if not path.is_file():
-        raise ValueError(f"secret file not found: {value!r}")
-    return path
 
 
 def _parse_fields(reader: _Reader, raw_section: object, protocol: str) -> FieldMap:
