@@ -102,7 +102,11 @@ def cmd_demo_upstream(args: argparse.Namespace) -> int:
     from gateway.demo import create_demo_upstream
 
     address = parse_address(args.listen)
-    web.run_app(create_demo_upstream(), host=address.host, port=address.port, access_log=None, print=None)
+    try:
+        web.run_app(create_demo_upstream(), host=address.host, port=address.port, access_log=None, print=None)
+    except OSError as exc:  # taken, or not an address of this host
+        print(f"gateway: cannot listen: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -75,3 +75,10 @@ def test_store_passwords_are_masked() -> None:
     assert mask_url("redis://:hunter2@redis:6379/0") == "redis://:***@redis:6379/0"
     assert mask_url("redis://user:hunter2@redis:6379/0") == "redis://user:***@redis:6379/0"
     assert mask_url("sqlite:///var/gateway.db") == "sqlite:///var/gateway.db"
+
+
+def test_demo_upstream_on_an_address_it_cannot_take_is_one_line() -> None:
+    result = run_gateway("demo-upstream", "--listen", "999.0.0.1:1")  # resolves nowhere
+    assert result.returncode == 1
+    assert result.stderr.startswith("gateway: cannot listen: ")
+    assert "Traceback" not in result.stderr

@@ -128,7 +128,9 @@ def test_a_full_route_is_typed() -> None:
             "authn.jwt.providers[0].key_file: file not readable",
             id="key-file-name-too-long",
         ),
-        pytest.param({"admin": {"tokens_file": "/tmp/x\x00"}}, "admin.tokens_file: secret file not found", id="nul-path"),
+        pytest.param(
+            {"admin": {"tokens_file": "/tmp/x\x00"}}, "admin.tokens_file: secret file not found", id="nul-path"
+        ),
         pytest.param({"routes": [{"prefix": "/a"}]}, "routes[0].name: required", id="missing-name"),
         pytest.param(
             {"routes": [{"name": "a", "prefix": "v1", "upstream": UPSTREAM}]},

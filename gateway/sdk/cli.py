@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +24,7 @@ from gateway.sdk.client import SCHEMES, ServiceIdentity, SignedClient, SigningCo
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -119,8 +121,14 @@ def cmd_sign(args: argparse.Namespace) -> int:
     if not args.url.startswith(("http://", "https://")):
         print(f"gateway sign: not an http(s) URL: {args.url!r}", file=sys.stderr)
         return EXIT_USAGE
+    if not _METHOD.fullmatch(args.method):
+        print(f"gateway sign: not an HTTP method: {args.method!r}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return asyncio.run(_send(identity, args.method.upper(), args.url, headers, body, args.timeout, sys.stdout))
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         print(f"gateway sign: request failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except ValueError as exc:  # what aiohttp refuses to send: a URL, header name or value it cannot encode
+        print(f"gateway sign: cannot send this request: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -166,6 +166,15 @@ async def test_gateway_sign_command(make_gateway: GatewayFactory, tmp_path: Path
     assert refused.returncode == 1 and refused.stdout.startswith("HTTP/1.1 401 Unauthorized\n")
     unusable = await run_cli("GET", url, env={"SERVICE_ID": "", "SERVICE_KEY_FILE": ""})
     assert unusable.returncode == 2 and "SERVICE_ID" in unusable.stderr
+    # What aiohttp refuses to send is bad input, not a traceback (found by trying every command with bad values).
+    for args, message in (
+        (("BAD METHOD", url), "not an HTTP method: 'BAD METHOD'"),
+        (("GET", "http://[::1"), "cannot send this request: Invalid IPv6 URL"),
+        (("GET", url, "-H", "X-A: a\x01b"), "cannot send this request: Forbidden control character"),
+    ):
+        bad = await run_cli(*args, env=env)
+        assert bad.returncode == 2 and bad.stderr.startswith(f"gateway sign: {message}"), bad.stderr
+        assert "Traceback" not in bad.stderr
 
 
 # -- context signatures ---------------------------------------------------------------------------
