@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway.admin.health import Readiness
 from gateway.app import GATEWAY, create_admin_app, create_app
+from gateway.header_timeout import HeaderTimeout
 from gateway.observability.metrics import GatewayMetrics
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -93,6 +94,13 @@ async def _serve(settings: Settings, runtime: Runtime, metrics: GatewayMetrics, 
         log.info("demo upstream listening", extra={"address": _bound(runners[-1])})
     main_runner = await _start(app, settings.listen, settings.drain_timeout)
     admin_runner = await _start(admin_app, settings.admin_listen, 1.0)
+    header_timeouts = [
+        HeaderTimeout(runner.server, settings.header_timeout, on_close=metrics.header_timeouts.inc)
+        for runner in (main_runner, admin_runner)
+        if runner.server is not None
+    ]
+    for header_timeout in header_timeouts:
+        header_timeout.start()
     log.info("gateway listening", extra={"address": _bound(main_runner), "config": settings.source})
     log.info("admin listening", extra={"address": _bound(admin_runner)})
     for route in gateway.routes.routes:
@@ -136,6 +144,8 @@ async def _serve(settings: Settings, runtime: Runtime, metrics: GatewayMetrics, 
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        for header_timeout in header_timeouts:
+            await header_timeout.stop()
         await admin_runner.cleanup()
         for runner in runners:
             await runner.cleanup()

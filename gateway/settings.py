@@ -32,6 +32,7 @@ from gateway.auth_settings import (
     parse_context_signing,
     parse_route_policy,
 )
+from gateway.header_timeout import DEFAULT_HEADER_TIMEOUT
 from gateway.observability import audit as audit_trail
 from gateway.units import (
     Address,
@@ -145,6 +146,7 @@ class Settings:
     identity_headers: tuple[str, ...] = DEFAULT_IDENTITY_HEADERS
     drain_timeout: float = 30.0
     max_header_size: int = 8190
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
     upstream_pool: UpstreamPoolSettings = field(default_factory=UpstreamPoolSettings)
     log: LogSettings = field(default_factory=LogSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
@@ -392,6 +394,7 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         "identity_headers",
         "drain_timeout",
         "max_header_size",
+        "header_timeout",
         "upstream_pool",
         "log",
         "admin",
@@ -467,6 +470,7 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         identity_headers=tuple(identity_headers) if "identity_headers" in data else DEFAULT_IDENTITY_HEADERS,
         drain_timeout=reader.value(data, "drain_timeout", parse_duration, defaults.drain_timeout),
         max_header_size=reader.value(data, "max_header_size", parse_size, defaults.max_header_size),
+        header_timeout=reader.value(data, "header_timeout", parse_positive_duration, defaults.header_timeout),
         upstream_pool=pool,
         log=log,
         admin=admin,

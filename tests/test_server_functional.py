@@ -115,6 +115,29 @@ async def test_a_request_still_in_flight_at_the_drain_deadline_is_cut_and_the_pr
         assert b'"msg":"drained"' in stderr
 
 
+async def test_connections_that_never_send_a_whole_request_are_closed_after_header_timeout(
+    tmp_path: Path, upstream: TestServer
+) -> None:
+    config = write_config(tmp_path, str(upstream.make_url("")).rstrip("/"))
+    config.write_text("header_timeout: 1s\n" + config.read_text())
+    with gateway_process(config, stdout=subprocess.DEVNULL) as (process, port, admin_port):
+        silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)
+        partial_reader, partial = await asyncio.open_connection("127.0.0.1", port)
+        partial.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n")  # and the rest never comes (slowloris)
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as session:
+            # A request the upstream takes 2.5 s to answer: its connection is busy, not waiting for headers.
+            async with session.get(f"http://127.0.0.1:{port}/slow?s=2.5") as response:
+                assert response.status == 200
+            for reader in (silent_reader, partial_reader):
+                assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the gateway, nothing sent
+            assert time.monotonic() - started < 6
+            metrics = await (await session.get(f"http://127.0.0.1:{admin_port}/metrics")).text()
+        assert "gateway_header_timeouts_total 2.0" in metrics
+        silent.close()
+        partial.close()
+
+
 async def test_sigterm_lets_an_upload_in_progress_finish(tmp_path: Path, upstream: TestServer) -> None:
     config = write_config(tmp_path, str(upstream.make_url("")).rstrip("/"))
     with gateway_process(config, stdout=subprocess.DEVNULL) as (process, port, _):

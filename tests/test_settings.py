@@ -131,6 +131,7 @@ def test_a_full_route_is_typed() -> None:
         pytest.param(
             {"admin": {"tokens_file": "/tmp/x\x00"}}, "admin.tokens_file: secret file not found", id="nul-path"
         ),
+        pytest.param({"header_timeout": "0s"}, "header_timeout: must be more than zero", id="zero-header-timeout"),
         pytest.param({"routes": [{"prefix": "/a"}]}, "routes[0].name: required", id="missing-name"),
         pytest.param(
             {"routes": [{"name": "a", "prefix": "v1", "upstream": UPSTREAM}]},

@@ -200,6 +200,11 @@ class GatewayMetrics:
             "Requests refused with 400 before any handler because they are not valid HTTP (either listener).",
             registry=self.registry,
         )
+        self.header_timeouts = Counter(
+            "gateway_header_timeouts_total",
+            "Connections closed because their first request's headers did not arrive within header_timeout.",
+            registry=self.registry,
+        )
         self.auth_replays = Counter(
             "gateway_auth_replays_total",
             "Signatures or nonces refused because they were already used, by auth method.",
