@@ -56,6 +56,11 @@ class MethodNotAllowed(GatewayError):
     code = "route.method_not_allowed"
 
 
+class RequestBodyTimeout(GatewayError):
+    status = 408
+    code = "request.body_timeout"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "request.body_too_large"

@@ -33,6 +33,7 @@ from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from gateway.bodies import body_chunks
 from gateway.clientip import TrustedProxies
 from gateway.context import (
     CLIENT_IP,
@@ -45,7 +46,15 @@ from gateway.context import (
     connection_listed,
     forwarded_pair,
 )
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable, render
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    PayloadTooLarge,
+    RequestBodyTimeout,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    render,
+)
 from gateway.observability.access import AccessLog
 from gateway.observability.logging import request_id_var
 from gateway.observability.metrics import UNMATCHED_ROUTE, GatewayMetrics
@@ -81,22 +90,27 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class _BodyGuard:
-    """Counts request body bytes on their way upstream and remembers an overrun."""
+    """Counts request body bytes on their way upstream and remembers an overrun or a stalled client
+    (the upstream client reports either as a failed request: the guard says which it was)."""
 
-    __slots__ = ("limit", "received", "overrun")
+    __slots__ = ("limit", "idle", "received", "failure")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, idle: float) -> None:
         self.limit = limit
+        self.idle = idle  # the longest pause between two chunks (body_timeout)
         self.received = 0
-        self.overrun = False
+        self.failure: GatewayError | None = None
 
     async def stream(self, content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-        async for chunk in content.iter_any():
-            self.received += len(chunk)
-            if self.received > self.limit:
-                self.overrun = True
-                raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
-            yield chunk
+        try:
+            async for chunk in body_chunks(content, self.idle):
+                self.received += len(chunk)
+                if self.received > self.limit:
+                    raise PayloadTooLarge(f"request body exceeds {self.limit} bytes")
+                yield chunk
+        except (PayloadTooLarge, RequestBodyTimeout) as exc:
+            self.failure = exc
+            raise
 
 
 class ForwardRequest(aiohttp.ClientRequest):
@@ -310,7 +324,7 @@ class Gateway:
                 length = request.content_length
                 if length is not None and length > route.settings.max_body:
                     raise PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
-                guard = _BodyGuard(route.settings.max_body)
+                guard = _BodyGuard(route.settings.max_body, self.settings.body_timeout)
                 data = guard.stream(request.content)
             session = self.sessions[route.origin]
             forwarded_at = perf_counter()
@@ -324,8 +338,8 @@ class Gateway:
                     timeout=route.timeout,
                 ) as upstream:
                     upstream_time = perf_counter() - forwarded_at
-                    if guard is not None and guard.overrun:
-                        raise PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
+                    if guard is not None and guard.failure is not None:
+                        raise guard.failure
                     cors = outcome.cors_headers if outcome is not None else None
                     response, sent, status = await self._respond(request, upstream, request_id, cors)
                     if status == UpstreamUnavailable.status and upstream.status != status:
@@ -342,6 +356,8 @@ class Gateway:
             response = render(error, request_id)
             if outcome is not None and outcome.cors_headers is not None:
                 response.headers.update(outcome.cors_headers)  # an upstream failure, readable by the page
+            if isinstance(error, RequestBodyTimeout):
+                response.force_close()  # the rest of the body may still come: never read it as a next request
             return response
         except asyncio.CancelledError:
             status = CLIENT_CLOSED
@@ -490,8 +506,8 @@ class Gateway:
         return response, sent, status
 
     def _upstream_error(self, route: Route, exc: BaseException, guard: _BodyGuard | None) -> GatewayError:
-        if guard is not None and guard.overrun:
-            return PayloadTooLarge(f"request body exceeds {route.settings.max_body} bytes")
+        if guard is not None and guard.failure is not None:
+            return guard.failure
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             log.warning("upstream connect timeout", extra={"route": route.name, "error": repr(exc)})
             return UpstreamTimeout("upstream did not accept the connection in time", code="upstream.connect_timeout")

@@ -32,6 +32,7 @@ from gateway.auth_settings import (
     parse_context_signing,
     parse_route_policy,
 )
+from gateway.bodies import DEFAULT_BODY_TIMEOUT
 from gateway.header_timeout import DEFAULT_HEADER_TIMEOUT
 from gateway.observability import audit as audit_trail
 from gateway.units import (
@@ -147,6 +148,7 @@ class Settings:
     drain_timeout: float = 30.0
     max_header_size: int = 8190
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     upstream_pool: UpstreamPoolSettings = field(default_factory=UpstreamPoolSettings)
     log: LogSettings = field(default_factory=LogSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
@@ -395,6 +397,7 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         "drain_timeout",
         "max_header_size",
         "header_timeout",
+        "body_timeout",
         "upstream_pool",
         "log",
         "admin",
@@ -471,6 +474,7 @@ def parse_settings(raw: object, environ: Mapping[str, str], source: str = "<defa
         drain_timeout=reader.value(data, "drain_timeout", parse_duration, defaults.drain_timeout),
         max_header_size=reader.value(data, "max_header_size", parse_size, defaults.max_header_size),
         header_timeout=reader.value(data, "header_timeout", parse_positive_duration, defaults.header_timeout),
+        body_timeout=reader.value(data, "body_timeout", parse_positive_duration, defaults.body_timeout),
         upstream_pool=pool,
         log=log,
         admin=admin,

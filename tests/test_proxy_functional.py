@@ -409,6 +409,26 @@ async def test_chunked_body_over_the_limit_is_413(make_gateway: GatewayFactory) 
     assert (await response.json())["code"] == "request.body_too_large"
 
 
+async def test_a_client_that_stalls_mid_body_is_408_and_frees_the_upstream_connection(
+    make_gateway: GatewayFactory,
+) -> None:
+    # Found while testing slow clients: a body that stopped arriving held the request (and an upstream
+    # connection of the route's pool) for as long as the client kept the connection open.
+    client = await make_gateway(body_timeout="300ms")
+    started = asyncio.get_running_loop().time()
+    reader, writer = await asyncio.open_connection(client.host, client.server.port or 0)
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"Connection: close" in head
+    length = int(head.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0])
+    assert b'"code":"request.body_timeout"' in await reader.readexactly(length)
+    assert asyncio.get_running_loop().time() - started < 3
+    writer.close()
+    response = await client.post("/echo", data=b"y" * 100)  # the gateway and its upstream pool go on
+    assert (await echo_of(response))["body_bytes"] == 100
+
+
 # -- upstream failures ------------------------------------------------------------------------
 
 

@@ -145,6 +145,7 @@ class AuthAssembly:
                 nonces=self._nonce_store(),
                 require_nonce=rfc.require_nonce,
                 tag=rfc.tag,
+                body_timeout=self.settings.body_timeout,
             )
         if name == "service_token":
             token = authn.service_token

@@ -34,6 +34,7 @@ from typing import ClassVar, Final, Protocol, runtime_checkable
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from gateway.bodies import DEFAULT_BODY_TIMEOUT, body_chunks
 from gateway.errors import GatewayError, PayloadTooLarge
 
 # -- principals -------------------------------------------------------------------------------
@@ -259,8 +260,9 @@ class RequestView:
         """The buffered body if an authenticator read it, else ``None`` (stream it)."""
         return self._body
 
-    async def read_body(self, limit: int) -> bytes:
-        """Buffer the whole body (``b""`` when there is none), refusing more than ``limit`` bytes."""
+    async def read_body(self, limit: int, idle: float = DEFAULT_BODY_TIMEOUT) -> bytes:
+        """Buffer the whole body (``b""`` when there is none), refusing more than ``limit`` bytes and a pause
+        of more than ``idle`` seconds (:class:`~gateway.errors.RequestBodyTimeout`)."""
         if self._body is not None:
             if len(self._body) > limit:
                 raise SignedBodyTooLarge("httpsig.body_too_large", log_detail=f"body over {limit} bytes")
@@ -274,7 +276,7 @@ class RequestView:
             raise SignedBodyTooLarge("httpsig.body_too_large", log_detail=f"Content-Length {length} over {limit}")
         chunks: list[bytes] = []
         received = 0
-        async for chunk in request.content.iter_any():
+        async for chunk in body_chunks(request.content, idle):
             received += len(chunk)
             if received > limit:
                 raise SignedBodyTooLarge("httpsig.body_too_large", log_detail=f"body over {limit} bytes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from gateway.errors import GatewayError, PayloadTooLarge, render
+from gateway.errors import GatewayError, PayloadTooLarge, RequestBodyTimeout, render
 from gateway.pipeline.base import (
     AuthError,
     AuthUnavailable,
@@ -93,9 +94,11 @@ async def body_client(aiohttp_client: AiohttpClient) -> AsyncIterator[BodyClient
         view = RequestView(request)
         limit = int(request.query["limit"])
         try:
-            first = await view.read_body(limit)
+            first = await view.read_body(limit, float(request.query.get("idle", "60")))
         except SignedBodyTooLarge as error:
             return web.json_response({"error": error.reason, "log": error.log_detail})
+        except RequestBodyTimeout as error:
+            return web.json_response({"error": error.code, "log": error.detail})
         second = await view.read_body(limit)
         return web.json_response(
             {"size": len(first), "same": first is second, "cached": view.body is first, "ip": view.client_ip}
@@ -127,3 +130,14 @@ async def test_read_body_refuses_a_chunked_body_over_the_limit(body_client: Body
     async with body_client.post("/?limit=10", data=chunks()) as response:
         result = await response.json()
     assert result["error"] == "httpsig.body_too_large"
+
+
+async def test_read_body_refuses_a_client_that_stalls(body_client: BodyClient) -> None:
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b"x" * 4
+        await asyncio.sleep(2)  # longer than idle: the handler answers first
+        yield b"x" * 4
+
+    async with body_client.post("/?limit=100&idle=0.2", data=stalls()) as response:
+        result = await response.json()
+    assert result == {"error": "request.body_timeout", "log": "no request body bytes for 0.2s"}

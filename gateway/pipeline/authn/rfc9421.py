@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from multidict import istr
 
+from gateway.bodies import DEFAULT_BODY_TIMEOUT
 from gateway.pipeline.authn.derived import ServiceKeyUses, current_key_use
 from gateway.pipeline.authn.signature_base import (
     ComponentId,
@@ -218,6 +219,7 @@ class HttpSignatureAuthenticator:
         nonces: NonceStore | None = None,
         require_nonce: bool = False,
         tag: str | None = None,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_age <= 0 or clock_skew < 0 or max_body < 0:
@@ -232,6 +234,7 @@ class HttpSignatureAuthenticator:
         self.max_age = max_age
         self.clock_skew = clock_skew
         self.max_body = max_body
+        self.body_timeout = body_timeout  # the longest pause while the body is buffered (408 after)
         self.nonces = nonces
         self.require_nonce = require_nonce
         self.tag = tag
@@ -304,7 +307,7 @@ class HttpSignatureAuthenticator:
             raise self._fail("httpsig.bad_signature", f"signature {label!r} does not verify with key {keyid!r}")
 
         if coverage.digest:
-            body = await request.read_body(self.max_body)
+            body = await request.read_body(self.max_body, self.body_timeout)
             try:
                 verify_content_digest(", ".join(headers.getall("Content-Digest")), body)
             except DigestMismatch as exc:
