@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.admin.api import mount_admin_api
-from gateway.admin.health import READINESS, REGISTRY, Readiness, add_health_routes
+from gateway.admin.health import READINESS, REGISTRY, Readiness, add_health_routes, ops_problems
 from gateway.observability.logging import ServerLog
 from gateway.observability.metrics import GatewayMetrics
 from gateway.proxy import Gateway
@@ -70,7 +70,9 @@ def create_admin_app(
     gateway: Gateway, readiness: Readiness | None = None, runtime: Runtime | None = None
 ) -> web.Application:
     """The admin application: metrics, health and readiness; with a runtime, the store check and the admin API."""
-    app = web.Application(handler_args={"logger": ServerLog(gateway.metrics.malformed_requests.inc)})
+    app = web.Application(
+        middlewares=[ops_problems], handler_args={"logger": ServerLog(gateway.metrics.malformed_requests.inc)}
+    )
     app[REGISTRY] = gateway.metrics.registry
     app[READINESS] = readiness or Readiness()
     app[GATEWAY] = gateway

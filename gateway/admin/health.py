@@ -14,7 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from gateway.errors import problem_response
 
 # A check returns None when ready, or a short reason when not.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
@@ -73,6 +76,21 @@ async def readyz(request: web.Request) -> web.Response:
     ready, checks = await request.app[READINESS].report()
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     return web.Response(status=200 if ready else 503, text=json.dumps(body), content_type="application/json")
+
+
+@web.middleware
+async def ops_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The admin listener's own 404 and 405 (a path or method it does not serve) as problem documents, like
+    every other error of the gateway, instead of aiohttp's plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return problem_response(404, "admin.not_found", f"no endpoint {request.path[:200]}", None)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return problem_response(
+            405, "admin.method_not_allowed", f"{request.method} is not allowed here", None, {"Allow": allowed}
+        )
 
 
 def add_health_routes(app: web.Application) -> None:

@@ -86,3 +86,17 @@ async def test_readyz_is_503_while_draining(make_gateway: GatewayFactory, aiohtt
     response = await admin.get("/readyz")
     assert response.status == 503
     assert (await response.json())["checks"]["draining"] == "shutting down"
+
+
+async def test_unknown_paths_and_methods_are_problem_documents(
+    make_gateway: GatewayFactory, aiohttp_client: AiohttpClient
+) -> None:
+    admin = await admin_for(await make_gateway(), aiohttp_client)
+    missing = await admin.get("/nothing")
+    assert missing.status == 404
+    assert missing.headers["Content-Type"].startswith("application/problem+json")
+    assert (await missing.json())["code"] == "admin.not_found"
+    wrong = await admin.post("/metrics")
+    assert wrong.status == 405
+    assert wrong.headers["Allow"] == "GET, HEAD"
+    assert (await wrong.json())["code"] == "admin.method_not_allowed"
