@@ -15,12 +15,13 @@ once at start-up and does nothing, rather than guess.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("gateway.server")
 
@@ -81,10 +82,7 @@ class HeaderTimeout:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -16,7 +16,6 @@ closed the same way, with the reason ``credential revoked``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from gateway.pipeline.base import AuthError
@@ -188,10 +188,7 @@ class CredentialWatch:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
 
 async def proxy_websocket(
@@ -208,8 +205,7 @@ async def proxy_websocket(
 
     The client's handshake is checked before the upstream is dialled; the upstream's answer to its own is
     awaited for the route's read timeout at most, like any answer."""
-    client = web.WebSocketResponse(autoclose=False, autoping=True, max_msg_size=4 * 1024 * 1024)
-    if not client.can_prepare(request).ok:
+    if not web.WebSocketResponse().can_prepare(request).ok:  # checks the handshake's headers, sends nothing
         raise BadHandshake("not a valid WebSocket opening handshake (RFC 6455: Sec-WebSocket-Key, -Version: 13)")
     session = gateway.sessions[route.origin]
     try:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from gateway.store.base import Store, Usage
 from gateway.store.errors import StoreError
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("gateway.store.usage")
 
@@ -128,9 +129,7 @@ class UsageRecorder:
     async def close(self) -> None:
         """Stop the periodic flush and write what is left (best effort)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         with contextlib.suppress(StoreError):
             await self.flush()
 
