@@ -38,13 +38,12 @@ class HeaderTimeout:
         timeout: float,
         *,
         on_close: Callable[[], None] | None = None,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         self.server = server
         self.timeout = timeout
         self.interval = min(1.0, timeout / 2)
         self.on_close = on_close
-        self._clock = clock or asyncio.get_running_loop().time
+        self._clock = asyncio.get_running_loop().time
         self._first_seen: dict[int, tuple[RequestHandler, float]] = {}  # id -> (handler, when)
         self.usable = all(hasattr(RequestHandler, name) for name in _ATTRIBUTES)
         self._task: asyncio.Task[None] | None = None

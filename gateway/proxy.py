@@ -297,7 +297,7 @@ class Gateway:
                     response = outcome.response
                     status = response.status
                     return response
-            if route.settings.websocket and "Upgrade" in headers and _is_websocket_upgrade(request, headers):
+            if route.settings.websocket and "Upgrade" in headers and _is_websocket_upgrade(request):
                 status = 101
                 principal = outcome.principal if outcome is not None else None
                 return await proxy_websocket(
@@ -528,10 +528,11 @@ def _response_headers(upstream_headers: CIMultiDictProxy[str], cors: bool = Fals
     return out
 
 
-def _is_websocket_upgrade(request: web.Request, headers: CIMultiDictProxy[str]) -> bool:
+def _is_websocket_upgrade(request: web.Request) -> bool:
     """A WebSocket opening handshake (RFC 6455 §4.1): ``GET`` with ``Upgrade: websocket`` named in
     ``Connection``. Anything else carrying an ``Upgrade`` header is an ordinary request, forwarded without it
     (a hop-by-hop header); :func:`proxy_websocket` checks the handshake's own headers."""
+    headers = request.headers
     upgrade = headers.get("Upgrade")
     return (
         upgrade is not None

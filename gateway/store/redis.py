@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -69,6 +69,7 @@ from gateway.store.rules import check_cache_ttl, check_ttl, duplicate_name
 log = logging.getLogger("gateway.store.redis")
 
 R = TypeVar("R")
+N = TypeVar("N", int, float)  # a numeric URL option
 Client = Redis | RedisCluster
 
 DEFAULT_PREFIX = "gw"
@@ -206,9 +207,9 @@ class RedisStore:
         self._prefix = options.get("prefix", DEFAULT_PREFIX)
         if not _PREFIX.match(self._prefix):
             raise StoreConfigError(f"{self._url}: prefix is 1-64 characters of [A-Za-z0-9_.:-]")
-        self._audit_maxlen = int(self._positive(options, "audit_maxlen", DEFAULT_AUDIT_MAXLEN, int))
+        self._audit_maxlen = self._positive(options, "audit_maxlen", DEFAULT_AUDIT_MAXLEN, int)
         self._timeout = self._positive(options, "timeout", DEFAULT_TIMEOUT, float)
-        self._max_connections = int(self._positive(options, "max_connections", DEFAULT_MAX_CONNECTIONS, int))
+        self._max_connections = self._positive(options, "max_connections", DEFAULT_MAX_CONNECTIONS, int)
         self._slots = asyncio.Semaphore(self._max_connections)
         self._nonces = Batcher(
             self._claim_nonces, "gateway-redis-nonces", f"store {self._url}: a nonce claim was interrupted"
@@ -228,7 +229,7 @@ class RedisStore:
         self._listener_task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
-    def _positive(self, options: Mapping[str, str], name: str, default: float, kind: type[float] | type[int]) -> float:
+    def _positive(self, options: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
         """The URL option ``name`` as a positive number of ``kind``, or ``default``; refused naming it otherwise."""
         raw = options.get(name)
         if raw is None:
